@@ -2,8 +2,4 @@ module hazardwatch
 
 go 1.26
 
-require (
-	github.com/goburrow/modbus v0.1.0 // indirect
-	github.com/goburrow/serial v0.1.0 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.6

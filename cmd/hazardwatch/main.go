@@ -1,0 +1,136 @@
+// Command hazardwatch is the one binary of hazardwatch: the demo, the
+// centre, the edge gateway, the plant simulator and the tools around them.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and found a problem (config errors, …)
+	exitUsage   = 2 // bad flags, unknown command, or a command not built yet
+)
+
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{
+	"demo":     {"run the demo plant end to end on embedded defaults", runDemo},
+	"serve":    {"run the centre: broker, ingest, rules, alarms, API and web UI", notBuilt("serve", "#3")},
+	"gateway":  {"run an edge gateway: poll Modbus devices, publish over MQTT", notBuilt("gateway", "#3")},
+	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", notBuilt("simulate", "#3")},
+	"check":    {"validate plant and rule files and print a summary", runCheck},
+	"token":    {"create, list and revoke API tokens", notBuilt("token", "#3")},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, "hazardwatch", version())
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "hazardwatch: unknown command %q\n\n", name)
+		usage(stderr)
+		return exitUsage
+	}
+	return cmd.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `hazardwatch: real-time monitoring and early warning for major hazard sources
+(危险化学品重大危险源在线监测预警)
+
+Usage:
+  hazardwatch <command> [flags] [arguments]
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+Run "hazardwatch <command> --help" for a command's flags.
+`)
+}
+
+// newFlags makes a command's flag set; --help prints its usage.
+func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: hazardwatch %s [flags] %s\n\n%s\n", name, args, strings.TrimSpace(about))
+		var hasFlags bool
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintln(fs.Output(), "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses flags; ok is false with the exit code when the command must stop.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+// dataDirFlag adds the --data-dir flag every stateful command shares.
+func dataDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("data-dir", "hazardwatch-data", "folder for state: stored readings, alarms, tokens")
+}
+
+func notBuilt(name, issue string) func([]string, io.Writer, io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		fs := newFlags(name, "", "Not built yet: it comes with issue "+issue+".", stderr)
+		if code, ok := parse(fs, args, stdout); !ok {
+			return code
+		}
+		fmt.Fprintf(stderr, "hazardwatch %s: not built yet (planned in issue %s); see README.md\n", name, issue)
+		return exitUsage
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,191 @@
+package config_test
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"hazardwatch/configs"
+	"hazardwatch/internal/chem"
+	"hazardwatch/internal/config"
+	"hazardwatch/internal/model"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const testdata = "../../testdata/config"
+
+func reference(t testing.TB) *chem.Reference {
+	t.Helper()
+	ref, err := chem.Load(configs.Reference())
+	if err != nil {
+		t.Fatalf("reference tables: %v", err)
+	}
+	return ref
+}
+
+// caseFiles reads the base plant and the case's files; a case file replaces
+// the base file of the same name. Names are as a user would see them.
+func caseFiles(t *testing.T, dir string) []config.File {
+	t.Helper()
+	byName := map[string]config.File{}
+	for _, d := range []string{filepath.Join(testdata, "base"), dir} {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".yaml") {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(testdata, filepath.Join(d, e.Name()))
+			byName[e.Name()] = config.File{Name: filepath.ToSlash(rel), Data: data}
+		}
+	}
+	var files []config.File
+	for _, f := range byName {
+		files = append(files, f)
+	}
+	slices.SortFunc(files, func(a, b config.File) int { return strings.Compare(a.Name, b.Name) })
+	return files
+}
+
+func TestBaseLoads(t *testing.T) {
+	cfg, err := config.Load(caseFiles(t, filepath.Join(testdata, "base")), reference(t))
+	if err != nil {
+		t.Fatalf("base config: %v", err)
+	}
+	p := cfg.Plant
+	if got := len(p.Sensors); got != 3 {
+		t.Fatalf("sensors = %d, want 3", got)
+	}
+	cl, _ := p.SensorIndex("e1-CL1")
+	r := cfg.Rules[cl]
+	// Chlorine: MAC 1 mg/m³, 0.3391 ppm per mg/m³ at 20 °C.
+	if h := r.Limits[model.H]; !h.Set || !near(h.Value, 0.3391) || h.Level != model.L1 {
+		t.Errorf("chlorine H = %+v, want 0.3391 ppm at L1", h)
+	}
+	if hh := r.Limits[model.HH]; !near(hh.Value, 0.6782) || hh.Level != model.L2 {
+		t.Errorf("chlorine HH = %+v, want 0.6782 ppm at L2", hh)
+	}
+	if !r.Latch || r.SilentPeriods != 5 {
+		t.Errorf("gas defaults: latch %v silent %d, want latch and 5", r.Latch, r.SilentPeriods)
+	}
+	lt, _ := p.SensorIndex("e1-LT1")
+	if r := cfg.Rules[lt]; r.Latch || r.Deadband != 0.05 || r.Limits[model.LL].Value != 0.5 || r.Limits[model.LL].Level != model.L2 {
+		t.Errorf("level rules = %+v", r)
+	}
+	ch4, _ := p.SensorIndex("e1-CH4")
+	if r := cfg.Rules[ch4]; r.Limits[model.H].Value != 25 || r.OnDelayMS != 2000 {
+		t.Errorf("methane rules = %+v", r)
+	}
+	if g := p.Sensors[ch4].Gas; g.LELPctVol != 4.4 || g.LELBasis != "IEC 60079-20-1" {
+		t.Errorf("methane gas = %+v", g)
+	}
+	// 50 t of chlorine (Q 5 t, β 4) with 40 people (α 1.2): R = 1.2·4·10 = 48.
+	h := p.HazardSources[0]
+	if !near(h.R, 48) || h.Level != 3 || h.LevelDeclared {
+		t.Errorf("hazard source R %.2f level %d declared %v, want 48, 3, computed", h.R, h.Level, h.LevelDeclared)
+	}
+}
+
+func near(a, b float64) bool { d := a - b; return d < 1e-3 && d > -1e-3 }
+
+// TestThreeMistakesTwoFiles is the acceptance case: an unknown field, a
+// wrong type and a reference to a missing gateway, spread over two files,
+// are all reported with file, line, column and field.
+func TestThreeMistakesTwoFiles(t *testing.T) {
+	_, err := config.Load(caseFiles(t, filepath.Join(testdata, "broken", "three-mistakes-two-files")), reference(t))
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want config.Errors", err)
+	}
+	want := []string{
+		"broken/three-mistakes-two-files/plant.yaml:7:55: enterprises[0].colour: unknown field (known: id, name, park, status, idle_power_kw)",
+		`broken/three-mistakes-two-files/plant.yaml:13:18: hazard_sources[0].people_500m: must be a whole number, not "forty"`,
+		`broken/three-mistakes-two-files/sensors.yaml:8:14: sensors[0].gateway: no gateway "gw9" (did you mean gw1?)`,
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestBroken compares each broken config's error list with its golden file.
+func TestBroken(t *testing.T) {
+	ref := reference(t)
+	cases, err := filepath.Glob(filepath.Join(testdata, "broken", "*"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			_, err := config.Load(caseFiles(t, dir), ref)
+			var errs config.Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("err = %v, want errors", err)
+			}
+			for _, e := range errs {
+				if e.File == "" || e.Line < 1 || e.Col < 1 {
+					t.Errorf("error without a place: %q", e.Error())
+				}
+			}
+			got := errs.Error() + "\n"
+			golden := filepath.Join(dir, "errors.golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// TestEveryConfigLoads loads every folder of YAML files under configs/ with
+// the strict loader, and the reference tables with theirs.
+func TestEveryConfigLoads(t *testing.T) {
+	ref := reference(t)
+	root := "../../configs"
+	dirs := map[string]bool{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			rel, _ := filepath.Rel(root, p)
+			dirs[filepath.Join(root, strings.Split(filepath.ToSlash(rel), "/")[0])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) == 0 {
+		t.Fatal("no config folders found")
+	}
+	for dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			if _, err := config.LoadDir(dir, ref); err != nil {
+				t.Errorf("%s:\n%v", dir, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,254 @@
+// Package config loads the plant and rule files (docs/CONFIG.md) strictly:
+// every error of every file at once, each as file:line:col: field: what is
+// wrong, and compiles them into a model.Plant with per-sensor rules.
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"hazardwatch/internal/chem"
+	"hazardwatch/internal/model"
+)
+
+// File is one config file: the name errors are reported under, and its bytes.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Config is a loaded, checked plant with its rules.
+type Config struct {
+	Plant *model.Plant
+	// Rules holds one entry per sensor, by sensor index.
+	Rules []model.SensorRules
+	// Grades holds GB 18218 grading per hazard source, by index.
+	Grades []chem.Grade
+	// Warnings are findings that do not stop the plant from running but
+	// that an engineer must look at (unverified reference data, say).
+	Warnings []Diag
+	Files    []string
+}
+
+// LoadDir loads every *.yaml / *.yml file below dir (sub-folders included,
+// in name order); errors name each file as dir/relative-path.
+func LoadDir(dir string, ref *chem.Reference) (*Config, error) {
+	return LoadFS(os.DirFS(dir), ".", dir, ref)
+}
+
+// LoadFS loads the YAML files below root in fsys; display is prefixed to
+// file names in errors.
+func LoadFS(fsys fs.FS, root, display string, ref *chem.Reference) (*Config, error) {
+	var files []File
+	err := fs.WalkDir(fsys, root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			return nil
+		}
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+		if root == "." {
+			rel = p
+		}
+		files = append(files, File{Name: filepath.Join(display, filepath.FromSlash(rel)), Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("config: no .yaml files in %s", display)
+	}
+	return Load(files, ref)
+}
+
+// Load checks files together and compiles them. The error, when not nil,
+// is an Errors listing every problem found.
+func Load(files []File, ref *chem.Reference) (*Config, error) {
+	l := &loader{ref: ref, pos: map[any]Pos{}}
+	for _, f := range files {
+		l.readFile(f)
+	}
+	cfg := &Config{}
+	for _, f := range files {
+		cfg.Files = append(cfg.Files, f.Name)
+	}
+	cfg.Plant = l.compilePlant()
+	if cfg.Plant != nil {
+		cfg.Grades = l.grades
+		cfg.Rules = l.compileRules(cfg.Plant)
+	}
+	l.errs = dedup(l.errs)
+	l.warns = dedup(l.warns)
+	cfg.Warnings = l.warns
+	if len(l.errs) > 0 {
+		return cfg, Errors(l.errs)
+	}
+	return cfg, nil
+}
+
+type loader struct {
+	ref    *chem.Reference
+	pos    map[any]Pos
+	errs   []Diag
+	warns  []Diag
+	plants []*plantDoc
+	rules  []*rulesDoc
+	grades []chem.Grade
+	// sensorDocs is the document of each compiled sensor, by index.
+	sensorDocs []*sensorDoc
+
+	unverified []unverifiedUse
+}
+
+type unverifiedUse struct {
+	what string
+	at   *string
+	uses int
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (l *loader) readFile(f File) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(f.Data, &root); err != nil {
+		d := Diag{Pos: Pos{File: f.Name, Line: 1, Col: 1}, Msg: err.Error()}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			d.Line, _ = strconv.Atoi(m[1])
+			d.Msg = "not valid YAML: " + m[2]
+		}
+		l.errs = append(l.errs, d)
+		return
+	}
+	if len(root.Content) == 0 {
+		l.errs = append(l.errs, Diag{Pos: Pos{File: f.Name, Line: 1, Col: 1}, Msg: "empty file: want kind: plant or kind: rules"})
+		return
+	}
+	doc := root.Content[0]
+	kind := ""
+	if doc.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(doc.Content); i += 2 {
+			if doc.Content[i].Value == "kind" {
+				kind = doc.Content[i+1].Value
+			}
+		}
+	}
+	d := &decoder{file: f.Name, pos: l.pos}
+	switch kind {
+	case "plant":
+		p := &plantDoc{}
+		d.decode(doc, reflectValue(p), "")
+		l.plants = append(l.plants, p)
+	case "rules":
+		r := &rulesDoc{}
+		d.decode(doc, reflectValue(r), "")
+		l.rules = append(l.rules, r)
+	default:
+		at := doc
+		msg := "required: plant or rules"
+		if kind != "" {
+			msg = fmt.Sprintf("must be plant or rules, not %q", kind)
+		}
+		l.errs = append(l.errs, Diag{Pos: Pos{File: f.Name, Line: at.Line, Col: at.Column, Path: "kind"}, Msg: msg})
+	}
+	l.errs = append(l.errs, d.errs...)
+}
+
+// at returns where the value at ptr was read from.
+func (l *loader) at(ptr any) Pos {
+	if p, ok := l.pos[ptr]; ok {
+		return p
+	}
+	return Pos{File: "?", Path: "?"}
+}
+
+func (l *loader) errorf(ptr any, format string, args ...any) {
+	l.errs = append(l.errs, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) warnf(ptr any, format string, args ...any) {
+	l.warns = append(l.warns, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+func where(p Pos) string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// index checks ids of one object kind: well formed and unique across files.
+type index struct {
+	l    *loader
+	what string
+	ids  map[string]int32
+	ptrs []*string
+}
+
+func newIndex(l *loader, what string) *index {
+	return &index{l: l, what: what, ids: map[string]int32{}}
+}
+
+// add registers an id; it returns false when the id is bad or taken.
+func (x *index) add(id *string) bool {
+	if !idRE.MatchString(*id) {
+		x.l.errorf(id, "%q is not a valid id: use 1-64 letters, digits, - and _", *id)
+		return false
+	}
+	if first, ok := x.ids[*id]; ok {
+		x.l.errorf(id, "%s %q is already defined at %s", x.what, *id, where(x.l.at(x.ptrs[first])))
+		return false
+	}
+	x.ids[*id] = int32(len(x.ptrs))
+	x.ptrs = append(x.ptrs, id)
+	return true
+}
+
+// ref resolves a reference; a missing one is an error naming what exists.
+func (x *index) ref(id *string) (int32, bool) {
+	if *id == "" {
+		return -1, false // a required field left out: reported by the decoder
+	}
+	if i, ok := x.ids[*id]; ok {
+		return i, true
+	}
+	known := make([]string, 0, len(x.ids))
+	for k := range x.ids {
+		known = append(known, k)
+	}
+	slices.Sort(known)
+	switch s := suggest(*id, known); {
+	case s != "":
+		x.l.errorf(id, "no %s %q (did you mean %s?)", x.what, *id, s)
+	case len(known) == 0:
+		x.l.errorf(id, "no %s %q: none is defined", x.what, *id)
+	case len(known) <= 8:
+		x.l.errorf(id, "no %s %q (defined: %s)", x.what, *id, strings.Join(known, ", "))
+	default:
+		x.l.errorf(id, "no %s %q", x.what, *id)
+	}
+	return -1, false
+}
+
+func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+
+func oneOf(s string, allowed ...string) bool { return slices.Contains(allowed, s) }
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
