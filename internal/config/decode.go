@@ -22,6 +22,9 @@ type decoder struct {
 	file string
 	errs []Diag
 	pos  map[any]Pos // pointer to a decoded value → where it came from
+	// missing holds the required fields left out (reported once here, so
+	// that later checks of their empty values stay quiet).
+	missing map[any]bool
 }
 
 // nodeDecoder is implemented by types that read themselves from a node.
@@ -166,6 +169,11 @@ func join(path, name string) string {
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "must be a mapping of fields, not %s", describe(n))
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				d.markMissing(v.Field(i))
+			}
+		}
 		return
 	}
 	fields, _ := fieldsOf(v.Type())
@@ -204,6 +212,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	for _, f := range fields {
 		if f.required && !seen[f.name] {
 			d.errorf(n, join(path, f.name), "required")
+			d.markMissing(v.Field(f.index))
 		}
 	}
 }
@@ -264,5 +273,17 @@ func (d *decoder) decodeKeyed(n *yaml.Node, v reflect.Value, path string, key in
 		e.Field(key).SetString(en.k.Value)
 		d.mark(e.Field(key), en.k, epath)
 		d.decode(en.val, e, epath)
+	}
+}
+
+// markMissing marks v and, for a struct, every field inside it as left out.
+func (d *decoder) markMissing(v reflect.Value) {
+	d.missing[v.Addr().Interface()] = true
+	if v.Kind() == reflect.Struct {
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				d.markMissing(v.Field(i))
+			}
+		}
 	}
 }

@@ -42,6 +42,11 @@ type Config struct {
 // LoadDir loads every *.yaml / *.yml file below dir (sub-folders included,
 // in name order); errors name each file as dir/relative-path.
 func LoadDir(dir string, ref *chem.Reference) (*Config, error) {
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("config: %s is not a folder", dir)
+	}
 	return LoadFS(os.DirFS(dir), ".", dir, ref)
 }
 
@@ -79,7 +84,7 @@ func LoadFS(fsys fs.FS, root, display string, ref *chem.Reference) (*Config, err
 // Load checks files together and compiles them. The error, when not nil,
 // is an Errors listing every problem found.
 func Load(files []File, ref *chem.Reference) (*Config, error) {
-	l := &loader{ref: ref, pos: map[any]Pos{}}
+	l := &loader{ref: ref, pos: map[any]Pos{}, missing: map[any]bool{}}
 	for _, f := range files {
 		l.readFile(f)
 	}
@@ -102,13 +107,14 @@ func Load(files []File, ref *chem.Reference) (*Config, error) {
 }
 
 type loader struct {
-	ref    *chem.Reference
-	pos    map[any]Pos
-	errs   []Diag
-	warns  []Diag
-	plants []*plantDoc
-	rules  []*rulesDoc
-	grades []chem.Grade
+	ref     *chem.Reference
+	pos     map[any]Pos
+	missing map[any]bool
+	errs    []Diag
+	warns   []Diag
+	plants  []*plantDoc
+	rules   []*rulesDoc
+	grades  []chem.Grade
 	// sensorDocs is the document of each compiled sensor, by index.
 	sensorDocs []*sensorDoc
 
@@ -147,7 +153,7 @@ func (l *loader) readFile(f File) {
 			}
 		}
 	}
-	d := &decoder{file: f.Name, pos: l.pos}
+	d := &decoder{file: f.Name, pos: l.pos, missing: l.missing}
 	switch kind {
 	case "plant":
 		p := &plantDoc{}
@@ -177,10 +183,16 @@ func (l *loader) at(ptr any) Pos {
 }
 
 func (l *loader) errorf(ptr any, format string, args ...any) {
+	if l.missing[ptr] {
+		return // "required" was reported where it is missing
+	}
 	l.errs = append(l.errs, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 
 func (l *loader) warnf(ptr any, format string, args ...any) {
+	if l.missing[ptr] {
+		return
+	}
 	l.warns = append(l.warns, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -202,6 +214,9 @@ func newIndex(l *loader, what string) *index {
 
 // add registers an id; it returns false when the id is bad or taken.
 func (x *index) add(id *string) bool {
+	if *id == "" {
+		return false // a required field left out: reported by the decoder
+	}
 	if !idRE.MatchString(*id) {
 		x.l.errorf(id, "%q is not a valid id: use 1-64 letters, digits, - and _", *id)
 		return false

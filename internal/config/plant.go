@@ -244,7 +244,9 @@ func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {
 	ids := map[string]*string{}
 	for i := range doc.Devices {
 		dd := &doc.Devices[i]
-		if !idRE.MatchString(dd.ID) {
+		if dd.ID == "" {
+			// left out: the decoder reported it
+		} else if !idRE.MatchString(dd.ID) {
 			l.errorf(&dd.ID, "%q is not a valid id: use 1-64 letters, digits, - and _", dd.ID)
 		} else if first, ok := ids[dd.ID]; ok {
 			l.errorf(&dd.ID, "device %q is already defined at %s", dd.ID, where(l.at(first)))

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestCheckDemo: check on the demo plant exits 0 and prints the summary
+// with every hazard source's R and level, as the golden file has them.
+func TestCheckDemo(t *testing.T) {
+	code, out, errOut := runCmd("check", "../../configs/demo")
+	if code != exitOK {
+		t.Fatalf("check exit %d, want 0; stderr:\n%s", code, errOut)
+	}
+	for _, w := range []string{"e01-hs1", "e02-hs1", "e03-hs2", "128.0", "R = α·Σβq/Q", "stop_ordered"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("summary lacks %q:\n%s", w, out)
+		}
+	}
+	golden(t, "check-demo.golden", out)
+	// Unverified reference rows are named, never silently used.
+	if !strings.Contains(errOut, "unverified") {
+		t.Errorf("no warning about unverified reference rows:\n%s", errOut)
+	}
+}
+
+func TestCheckBroken(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../testdata/config/broken/three-mistakes-two-files/sensors.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sensors.yaml"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd("check", dir)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d", code, exitFailure)
+	}
+	if out != "" {
+		t.Errorf("a failed check printed a summary:\n%s", out)
+	}
+	want := filepath.Join(dir, "sensors.yaml") + `:8:14: sensors[0].gateway: no gateway "gw9": none is defined`
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		inOut    string
+		inStderr string
+	}{
+		{[]string{"--help"}, exitOK, "Commands:", ""},
+		{nil, exitUsage, "", "Commands:"},
+		{[]string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{[]string{"serve"}, exitUsage, "", "not built yet"},
+		{[]string{"gateway"}, exitUsage, "", "not built yet"},
+		{[]string{"simulate"}, exitUsage, "", "not built yet"},
+		{[]string{"token"}, exitUsage, "", "not built yet"},
+		{[]string{"check", "--help"}, exitOK, "Usage: hazardwatch check", ""},
+		{[]string{"check", "--bogus"}, exitUsage, "", "flag provided but not defined"},
+		{[]string{"check", "a", "b"}, exitUsage, "", "give one folder"},
+		{[]string{"check", "/nonexistent-folder"}, exitFailure, "", "nonexistent-folder"},
+		{[]string{"demo", "--help"}, exitOK, "data-dir", ""},
+		{[]string{"demo"}, exitOK, "e02-hs1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runCmd(tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			if !strings.Contains(out, tt.inOut) {
+				t.Errorf("stdout lacks %q:\n%s", tt.inOut, out)
+			}
+			if !strings.Contains(errOut, tt.inStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.inStderr, errOut)
+			}
+		})
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("../../testdata/cmd", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
