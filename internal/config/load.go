@@ -189,6 +189,13 @@ func (l *loader) errorf(ptr any, format string, args ...any) {
 	l.errs = append(l.errs, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
 }
 
+// fieldErrorf reports a missing or wrong field of the mapping at ptr.
+func (l *loader) fieldErrorf(ptr any, field, format string, args ...any) {
+	p := l.at(ptr)
+	p.Path = join(p.Path, field)
+	l.errs = append(l.errs, Diag{Pos: p, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (l *loader) warnf(ptr any, format string, args ...any) {
 	if l.missing[ptr] {
 		return

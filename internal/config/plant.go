@@ -192,7 +192,7 @@ func (l *loader) hazardSource(doc *hazardDoc, h *model.HazardSource, g *chem.Gra
 		f, err := l.ref.Factors(chem.Holding{CAS: c.CAS, Category: c.Category, QuantityT: c.QuantityT})
 		if err != nil {
 			if c.Category == "" {
-				l.errorf(&doc.Chemicals[i], "category: %v", err)
+				l.fieldErrorf(&doc.Chemicals[i], "category", "%v", err)
 			} else {
 				l.errorf(&c.Category, "%v", err)
 			}
@@ -387,7 +387,7 @@ func (l *loader) sensor(doc *sensorDoc, s *model.Sensor, p *model.Plant, ents, h
 	case doc.Enterprise != "":
 		s.Enterprise, _ = ents.ref(&doc.Enterprise)
 	default:
-		l.errorf(doc, "hazard_source: required (or enterprise, for a sensor of the whole plant such as its power meter)")
+		l.fieldErrorf(doc, "hazard_source", "required (or enterprise, for a sensor of the whole plant such as its power meter)")
 	}
 	if gi, ok := gws.ref(&doc.Gateway); ok && gwDocs[gi] != nil {
 		s.Gateway = gi
@@ -514,7 +514,7 @@ func (l *loader) gas(doc *sensorDoc, kind model.Kind) *model.Gas {
 	needs := kind == model.GasCombustible || kind == model.GasToxic
 	if g == nil {
 		if needs {
-			l.errorf(doc, "gas: required for a %s sensor (the gas by CAS number)", kind)
+			l.fieldErrorf(doc, "gas", "required for a %s sensor (the gas by CAS number)", kind)
 		}
 		return nil
 	}
@@ -573,7 +573,7 @@ func (l *loader) gas(doc *sensorDoc, kind model.Kind) *model.Gas {
 			out.Name = e.Name
 		}
 	case "":
-		l.errorf(g, "lel_basis: required for combustible gas: IEC 60079-20-1, NFPA 497 or calibration (which %%vol is 100 %%LEL)")
+		l.fieldErrorf(g, "lel_basis", "required for combustible gas: IEC 60079-20-1, NFPA 497 or calibration (which %%vol is 100 %%LEL)")
 		return nil
 	default:
 		l.errorf(&g.LELBasis, "must be IEC 60079-20-1, NFPA 497 or calibration, not %q", g.LELBasis)
