@@ -260,5 +260,11 @@ func (p *Plant) CountyIndex(id string) (int32, bool) { return lookup(p.countyByI
 // GatewayEnterprise returns the enterprise index of gateway g.
 func (p *Plant) GatewayEnterprise(g int32) int32 { return p.Gateways[g].Enterprise }
 
+// SensorCount returns how many sensors the plant has; indexes run from 0.
+func (p *Plant) SensorCount() int { return len(p.Sensors) }
+
+// SensorID returns the id of sensor s.
+func (p *Plant) SensorID(s int32) string { return p.Sensors[s].ID }
+
 // SensorEnterprise returns the enterprise index of sensor s.
 func (p *Plant) SensorEnterprise(s int32) int32 { return p.Sensors[s].Enterprise }
