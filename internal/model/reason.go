@@ -26,16 +26,21 @@ const (
 	reasonExceptionLast = ReasonException01 + 0x0B - 1
 )
 
-var reasonNames = [...]string{
-	ReasonNone:              "",
-	ReasonTimeout:           "timeout",
-	ReasonOutOfRange:        "out_of_range",
-	ReasonDeviceFault:       "device_fault",
-	ReasonShortResponse:     "short_response",
-	ReasonMalformedResponse: "malformed_response",
-	ReasonConnection:        "connection",
-	ReasonOther:             "other",
-}
+// reasonNames holds the text of every reason, exception codes included, so
+// that String never formats (it runs per reading when a gateway encodes).
+var reasonNames = func() (t [reasonExceptionLast + 1]string) {
+	t[ReasonTimeout] = "timeout"
+	t[ReasonOutOfRange] = "out_of_range"
+	t[ReasonDeviceFault] = "device_fault"
+	t[ReasonShortResponse] = "short_response"
+	t[ReasonMalformedResponse] = "malformed_response"
+	t[ReasonConnection] = "connection"
+	t[ReasonOther] = "other"
+	for c := byte(1); c <= 0x0B; c++ {
+		t[ModbusException(c)] = fmt.Sprintf("exception_%02x", c)
+	}
+	return t
+}()
 
 // ModbusException returns the reason for Modbus exception code c (1–11).
 func ModbusException(c byte) QualityReason {
@@ -48,9 +53,6 @@ func ModbusException(c byte) QualityReason {
 func (r QualityReason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
-	}
-	if r >= ReasonException01 && r <= reasonExceptionLast {
-		return fmt.Sprintf("exception_%02x", byte(r-ReasonException01)+1)
 	}
 	return "other"
 }
@@ -66,6 +68,7 @@ func ParseQualityReason(s string) QualityReason {
 			return QualityReason(i)
 		}
 	}
+	// Gateways may write the code in upper case (exception_0B).
 	if hex, ok := strings.CutPrefix(s, "exception_"); ok && len(hex) == 2 {
 		if c, err := strconv.ParseUint(hex, 16, 8); err == nil {
 			return ModbusException(byte(c))

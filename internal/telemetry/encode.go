@@ -76,19 +76,10 @@ func appendReading(dst []byte, r Out) []byte {
 	}
 	if reason != model.ReasonNone {
 		dst = append(dst, `,"r":`...)
-		dst = appendString(dst, reasonText[reason])
+		dst = appendString(dst, reason.String())
 	}
 	return append(dst, '}')
 }
-
-// reasonText holds the text of every QualityReason, because String formats
-// Modbus exception codes with fmt, which allocates per reading.
-var reasonText = func() (t [256]string) {
-	for i := range t {
-		t[i] = model.QualityReason(i).String()
-	}
-	return t
-}()
 
 const hexDigits = "0123456789abcdef"
 
