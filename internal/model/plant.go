@@ -204,30 +204,20 @@ type Sensor struct {
 
 // Index builds the lookup maps; the loader calls it after filling the slices.
 func (p *Plant) Index() {
-	p.countyByID = make(map[string]int32, len(p.Counties))
-	for i, c := range p.Counties {
-		p.countyByID[c.ID] = int32(i)
+	p.countyByID = indexBy(p.Counties, func(c County) string { return c.ID })
+	p.parkByID = indexBy(p.Parks, func(c Park) string { return c.ID })
+	p.enterpriseByID = indexBy(p.Enterprises, func(c Enterprise) string { return c.ID })
+	p.hazardByID = indexBy(p.HazardSources, func(c HazardSource) string { return c.ID })
+	p.gatewayByID = indexBy(p.Gateways, func(c Gateway) string { return c.ID })
+	p.sensorByID = indexBy(p.Sensors, func(c Sensor) string { return c.ID })
+}
+
+func indexBy[T any](xs []T, id func(T) string) map[string]int32 {
+	m := make(map[string]int32, len(xs))
+	for i, x := range xs {
+		m[id(x)] = int32(i)
 	}
-	p.parkByID = make(map[string]int32, len(p.Parks))
-	for i, c := range p.Parks {
-		p.parkByID[c.ID] = int32(i)
-	}
-	p.enterpriseByID = make(map[string]int32, len(p.Enterprises))
-	for i, c := range p.Enterprises {
-		p.enterpriseByID[c.ID] = int32(i)
-	}
-	p.hazardByID = make(map[string]int32, len(p.HazardSources))
-	for i, c := range p.HazardSources {
-		p.hazardByID[c.ID] = int32(i)
-	}
-	p.gatewayByID = make(map[string]int32, len(p.Gateways))
-	for i, c := range p.Gateways {
-		p.gatewayByID[c.ID] = int32(i)
-	}
-	p.sensorByID = make(map[string]int32, len(p.Sensors))
-	for i, c := range p.Sensors {
-		p.sensorByID[c.ID] = int32(i)
-	}
+	return m
 }
 
 func lookup(m map[string]int32, id string) (int32, bool) {
