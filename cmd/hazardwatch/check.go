@@ -78,7 +78,7 @@ func summary(w io.Writer, dir string, cfg *config.Config) {
 		statuses[e.Status]++
 	}
 	fmt.Fprintf(w, "%s: %d file(s) OK, %d warning(s)\n", dir, len(cfg.Files), len(cfg.Warnings))
-	fmt.Fprintf(w, "  %d county, %d park(s), %d enterprise(s) (%d operating, %d stop_ordered, %d suspended)\n",
+	fmt.Fprintf(w, "  %d county(ies), %d park(s), %d enterprise(s) (%d operating, %d stop_ordered, %d suspended)\n",
 		len(p.Counties), len(p.Parks), len(p.Enterprises), statuses[model.Operating], statuses[model.StopOrdered], statuses[model.Suspended])
 	fmt.Fprintf(w, "  %d hazard source(s), %d gateway(s) with %d Modbus device(s), %d sensor(s)\n",
 		len(p.HazardSources), len(p.Gateways), devices, len(p.Sensors))

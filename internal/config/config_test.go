@@ -189,3 +189,32 @@ func TestEveryConfigLoads(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeFile(t *testing.T) {
+	type step struct {
+		Sensor string  `yaml:"sensor" hw:"required"`
+		Value  float64 `yaml:"value"`
+	}
+	type doc struct {
+		Kind  string `yaml:"kind" hw:"required"`
+		Steps []step `yaml:"steps"`
+	}
+	var d doc
+	_, err := config.DecodeFile(config.File{Name: "s.yaml", Data: []byte("kind: scenario\nsteps:\n  - {sensor: a, value: x}\n  - {value: 2, colour: red}\n")}, "scenario", &d)
+	want := "s.yaml:3:24: steps[0].value: must be a number, not \"x\"\n" +
+		"s.yaml:4:5: steps[1].sensor: required\n" +
+		"s.yaml:4:16: steps[1].colour: unknown field (known: sensor, value)"
+	if err == nil || err.Error() != want {
+		t.Errorf("err =\n%v\nwant\n%s", err, want)
+	}
+	pos, err := config.DecodeFile(config.File{Name: "s.yaml", Data: []byte("kind: scenario\nsteps:\n  - {sensor: a, value: 1.5}\n")}, "scenario", &d)
+	if err != nil || len(d.Steps) != 1 || d.Steps[0].Value != 1.5 {
+		t.Fatalf("decode: %v, %+v", err, d)
+	}
+	if p := pos.Of(&d.Steps[0].Sensor); p.Line != 3 || p.Col != 14 || p.Path != "steps[0].sensor" {
+		t.Errorf("position of steps[0].sensor = %+v", p)
+	}
+	if _, err := config.DecodeFile(config.File{Name: "p.yaml", Data: []byte("kind: plant\n")}, "scenario", &d); err == nil {
+		t.Error("a plant file decoded as a scenario")
+	}
+}

@@ -129,7 +129,8 @@ type unverifiedUse struct {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (l *loader) readFile(f File) {
+// parseDoc parses a file into its document node and reads its kind.
+func parseDoc(f File) (doc *yaml.Node, kind string, errs []Diag) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(f.Data, &root); err != nil {
 		d := Diag{Pos: Pos{File: f.Name, Line: 1, Col: 1}, Msg: err.Error()}
@@ -137,15 +138,12 @@ func (l *loader) readFile(f File) {
 			d.Line, _ = strconv.Atoi(m[1])
 			d.Msg = "not valid YAML: " + m[2]
 		}
-		l.errs = append(l.errs, d)
-		return
+		return nil, "", []Diag{d}
 	}
 	if len(root.Content) == 0 {
-		l.errs = append(l.errs, Diag{Pos: Pos{File: f.Name, Line: 1, Col: 1}, Msg: "empty file: want kind: plant or kind: rules"})
-		return
+		return nil, "", []Diag{{Pos: Pos{File: f.Name, Line: 1, Col: 1}, Msg: "empty file: it must start with kind:"}}
 	}
-	doc := root.Content[0]
-	kind := ""
+	doc = root.Content[0]
 	if doc.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(doc.Content); i += 2 {
 			if doc.Content[i].Value == "kind" {
@@ -153,25 +151,76 @@ func (l *loader) readFile(f File) {
 			}
 		}
 	}
+	return doc, kind, nil
+}
+
+// Kinds of file that other packages read: the loader passes over them.
+var otherKinds = []string{"scenario"}
+
+func (l *loader) readFile(f File) {
+	doc, kind, errs := parseDoc(f)
+	if errs != nil {
+		l.errs = append(l.errs, errs...)
+		return
+	}
 	d := &decoder{file: f.Name, pos: l.pos, missing: l.missing}
-	switch kind {
-	case "plant":
+	switch {
+	case kind == "plant":
 		p := &plantDoc{}
 		d.decode(doc, reflectValue(p), "")
 		l.plants = append(l.plants, p)
-	case "rules":
+	case kind == "rules":
 		r := &rulesDoc{}
 		d.decode(doc, reflectValue(r), "")
 		l.rules = append(l.rules, r)
+	case oneOf(kind, otherKinds...):
 	default:
-		at := doc
-		msg := "required: plant or rules"
+		msg := "required: plant, rules or scenario"
 		if kind != "" {
-			msg = fmt.Sprintf("must be plant or rules, not %q", kind)
+			msg = fmt.Sprintf("must be plant, rules or scenario, not %q", kind)
 		}
-		l.errs = append(l.errs, Diag{Pos: Pos{File: f.Name, Line: at.Line, Col: at.Column, Path: "kind"}, Msg: msg})
+		l.errs = append(l.errs, Diag{Pos: Pos{File: f.Name, Line: doc.Line, Col: doc.Column, Path: "kind"}, Msg: msg})
 	}
 	l.errs = append(l.errs, d.errs...)
+}
+
+// Positions tells where each value decoded by DecodeFile stood.
+type Positions struct {
+	pos map[any]Pos
+}
+
+// Of returns the place of the value at ptr (a pointer into the decoded
+// struct), for errors found after decoding.
+func (p Positions) Of(ptr any) Pos {
+	if at, ok := p.pos[ptr]; ok {
+		return at
+	}
+	return Pos{File: "?", Path: "?"}
+}
+
+// Errorf makes a diagnostic at the value at ptr.
+func (p Positions) Errorf(ptr any, format string, args ...any) Diag {
+	return Diag{Pos: p.Of(ptr), Msg: fmt.Sprintf(format, args...)}
+}
+
+// DecodeFile decodes a file of the given kind into v, a pointer to a struct
+// whose fields carry yaml tags (and hw:"required", hw:"key" as in this
+// package's documents), as strictly as plant files: every error at once, as
+// Errors. It is how other packages read their own kinds of config file.
+func DecodeFile(f File, kind string, v any) (Positions, error) {
+	doc, got, errs := parseDoc(f)
+	if errs != nil {
+		return Positions{}, Errors(errs)
+	}
+	if got != kind {
+		return Positions{}, Errors{{Pos: Pos{File: f.Name, Line: doc.Line, Col: doc.Column, Path: "kind"}, Msg: fmt.Sprintf("must be %s, not %q", kind, got)}}
+	}
+	d := &decoder{file: f.Name, pos: map[any]Pos{}, missing: map[any]bool{}}
+	d.decode(doc, reflect.ValueOf(v).Elem(), "")
+	if len(d.errs) > 0 {
+		return Positions{pos: d.pos}, Errors(dedup(d.errs))
+	}
+	return Positions{pos: d.pos}, nil
 }
 
 // at returns where the value at ptr was read from.
