@@ -113,3 +113,40 @@ const (
 func (s AlarmState) String() string {
 	return [...]string{"normal", "unack_active", "ack_active", "unack_rtn", "shelved", "suppressed", "out_of_service"}[s]
 }
+
+// RuleKind names which rule of a sensor a transition comes from. There is
+// one alarm per (sensor, rule kind): H and HH share ThresholdHigh, so a
+// crossing of HH after H changes that alarm's level (SPEC §4).
+type RuleKind uint8
+
+const (
+	ThresholdHigh RuleKind = iota
+	ThresholdLow
+	Silent // no reading for SilentPeriods poll periods (class offline)
+	NumRuleKinds
+)
+
+func (r RuleKind) String() string {
+	return [...]string{"threshold_high", "threshold_low", "silent"}[r]
+}
+
+// Transition is a rule's verdict on one sensor, emitted only when it
+// changes: a condition starts (Active), changes level, or ends. Storage,
+// alarms and push all consume the same transitions.
+type Transition struct {
+	Sensor int32
+	Rule   RuleKind
+	Class  AlarmClass
+	// Level is the alarm level while Active (L1/L2 for ClassAlarm).
+	Level  AlarmLevel
+	Active bool
+	// Limit is the limit crossed (or returned inside of); Value the reading
+	// that decided it.
+	Value, Limit float64
+	// TS is when the condition started or ended: the reading's time, or for
+	// Silent the time the silence was noticed. Unix milliseconds.
+	TS int64
+	// Late marks a verdict found in late data (SPEC §2): recorded with its
+	// own times, never rung as new.
+	Late bool
+}
