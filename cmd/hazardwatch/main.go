@@ -31,7 +31,7 @@ var commands = map[string]command{
 	"gateway":  {"run an edge gateway: poll Modbus devices, publish over MQTT", notBuilt("gateway", "#3")},
 	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", notBuilt("simulate", "#3")},
 	"check":    {"validate plant and rule files and print a summary", runCheck},
-	"token":    {"create, list and revoke API tokens", notBuilt("token", "#3")},
+	"token":    {"create, list and revoke API tokens", runToken},
 }
 
 func main() {

@@ -71,7 +71,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve"}, exitUsage, "", "not built yet"},
 		{[]string{"gateway"}, exitUsage, "", "not built yet"},
 		{[]string{"simulate"}, exitUsage, "", "not built yet"},
-		{[]string{"token"}, exitUsage, "", "not built yet"},
+		{[]string{"token"}, exitUsage, "", "create|list|revoke"},
+		{[]string{"token", "frob"}, exitUsage, "", `unknown action "frob"`},
 		{[]string{"check", "--help"}, exitOK, "Usage: hazardwatch check", ""},
 		{[]string{"check", "--bogus"}, exitUsage, "", "flag provided but not defined"},
 		{[]string{"check", "a", "b"}, exitUsage, "", "give one folder"},
@@ -109,5 +110,43 @@ func golden(t *testing.T, name, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCmd("token", "create", "--data-dir", dir, "--role", "operator", "--scope", "enterprise:e01", "--name", "张伟")
+	if code != exitOK {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	fields := strings.Fields(out)
+	if len(fields) != 4 || !strings.HasPrefix(fields[3], "hw_") {
+		t.Fatalf("create printed %q", out)
+	}
+	id := fields[0]
+	for _, c := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--role", "officer", "--scope", "enterprise:e01", "--name", "x"}, exitUsage, "role officer takes a scope of park or county"},
+		{[]string{"--role", "operator", "--scope", "enterprise:e99", "--name", "x"}, exitUsage, `no enterprise "e99"`},
+		{[]string{"--role", "operator", "--scope", "enterprise:e01"}, exitUsage, "--name, --role and --scope are required"},
+	} {
+		code, _, errOut := runCmd(append([]string{"token", "create", "--data-dir", dir}, c.args...)...)
+		if code != c.code || !strings.Contains(errOut, c.err) {
+			t.Errorf("create %v: exit %d %q, want %d %q", c.args, code, errOut, c.code, c.err)
+		}
+	}
+	_, out, _ = runCmd("token", "list", "--data-dir", dir)
+	if !strings.Contains(out, id) || !strings.Contains(out, "active") || strings.Contains(out, fields[3]) {
+		t.Errorf("list:\n%s", out)
+	}
+	if code, _, errOut := runCmd("token", "revoke", "--data-dir", dir, id); code != exitOK {
+		t.Fatalf("revoke: %d %s", code, errOut)
+	}
+	_, out, _ = runCmd("token", "list", "--data-dir", dir)
+	if !strings.Contains(out, "revoked") {
+		t.Errorf("list after revoke:\n%s", out)
 	}
 }
