@@ -1,0 +1,189 @@
+package alerting
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"hazardwatch/internal/model"
+)
+
+// Alarm is one occurrence of a condition on a sensor (SPEC §3's alarm
+// object). Values are snapshots: the Manager replaces an alarm on every
+// event and never changes one it has handed out.
+type Alarm struct {
+	// ID is stable for the occurrence: sensor.rule.occurrence, e.g.
+	// e01-V101-LT.threshold_high.3.
+	ID         string
+	Occurrence int
+	Class      model.AlarmClass
+	Priority   int
+	Level      model.AlarmLevel
+	State      model.AlarmState
+	// Active reports whether the condition holds now (the rules' last
+	// word), apart from the acknowledgement.
+	Active bool
+	// Latch is fixed when the occurrence starts, from the sensor's rules.
+	Latch bool
+	// Late marks an occurrence found in late data (SPEC §2).
+	Late       bool
+	Source     Source
+	SensorName string
+	Kind       model.Kind
+	Rule       model.RuleKind
+	// LimitKind is the limit crossed: "HH", "H", "L" or "LL"; empty for
+	// offline alarms.
+	LimitKind string
+	// Value is the reading that decided the last change (for offline, the
+	// seconds of silence); Limit the limit (for offline, the window in s).
+	Value, Limit float64
+	Unit         string
+	// Message is Chinese first, English second.
+	Message string
+	// RaisedAt and ReturnedAt are reading times (the data's own, also for
+	// late data); AckedAt and a ClearedAt by acknowledgement are the
+	// centre's clock.
+	RaisedAt, AckedAt, ReturnedAt, ClearedAt time.Time
+	AckedBy, ClearedBy                       string
+	// History holds the occurrence's events, oldest first. Shared between
+	// snapshots: do not modify.
+	History []Entry
+}
+
+// Source names where an alarm comes from, by id.
+type Source struct {
+	County       string `json:"county"`
+	Park         string `json:"park"`
+	Enterprise   string `json:"enterprise"`
+	HazardSource string `json:"hazard_source"`
+	Sensor       string `json:"sensor"`
+	Gateway      string `json:"gateway"`
+}
+
+// Entry is one event in an alarm's history.
+type Entry struct {
+	Seq   uint64
+	Event Name
+	// At is the centre's clock; TS the reading time of a rule event.
+	At, TS  time.Time
+	State   model.AlarmState
+	Level   model.AlarmLevel
+	Value   float64
+	User    string
+	Comment string
+	Late    bool
+}
+
+// Priority is 1 (highest) to 4 from the alarm's class, its level and the
+// GB 18218 level of its hazard source (1–4; 0 when it has none). See the
+// package documentation for the table and its reasons.
+func Priority(c model.AlarmClass, l model.AlarmLevel, sourceLevel int) int {
+	major := sourceLevel == 1 || sourceLevel == 2
+	switch {
+	case c == model.ClassViolation, c == model.ClassAlarm && l == model.L2:
+		return 1
+	case c == model.ClassAlarm && major:
+		return 2
+	case c == model.ClassAlarm, major:
+		return 3
+	}
+	return 4
+}
+
+func alarmID(sensor string, r model.RuleKind, occurrence int) string {
+	return sensor + "." + r.String() + "." + strconv.Itoa(occurrence)
+}
+
+// limitKindOf names the limit when the transition did not say which one
+// (it carries only the level): H/L at L1, HH/LL at L2.
+func limitKindOf(r model.RuleKind, l model.AlarmLevel) string {
+	switch {
+	case r == model.ThresholdHigh && l == model.L2:
+		return "HH"
+	case r == model.ThresholdHigh:
+		return "H"
+	case r == model.ThresholdLow && l == model.L2:
+		return "LL"
+	case r == model.ThresholdLow:
+		return "L"
+	}
+	return ""
+}
+
+// message builds the alarm's text, Chinese first and English second, from
+// the sensor's name and id, the limit and the value, e.g.
+//
+//	V101 液氯储罐液位高高报警 (HH)：2.45 m，报警值 2.4 m / e01-V101-LT level HH alarm: 2.45 m, limit 2.4 m
+func message(a *Alarm) string {
+	name, id := a.SensorName, a.Source.Sensor
+	if name == "" {
+		name = id
+	}
+	if a.Class == model.ClassOffline {
+		return fmt.Sprintf("%s离线：%s s 无数据（限值 %s s） / %s offline: no data for %s s (limit %s s)",
+			name, num(a.Value), num(a.Limit), id, num(a.Value), num(a.Limit))
+	}
+	lk := a.LimitKind
+	if lk == "" {
+		lk = limitKindOf(a.Rule, a.Level)
+	}
+	v, lim := num(a.Value)+unit(a.Unit), num(a.Limit)+unit(a.Unit)
+	var zh, en string
+	process := false
+	switch {
+	case a.Kind == model.GasOxygen && a.Rule == model.ThresholdLow:
+		zh, en = "欠氧报警", "oxygen deficiency alarm"
+	case a.Kind == model.GasOxygen:
+		zh, en = "富氧报警", "oxygen enrichment alarm"
+	case a.Kind == model.GasCombustible || a.Kind == model.GasToxic:
+		gas := "combustible"
+		if a.Kind == model.GasToxic {
+			gas = "toxic"
+		}
+		zh, en = "一级报警", gas+" gas L1 alarm"
+		if a.Level == model.L2 {
+			zh, en = "二级报警", gas+" gas L2 alarm"
+		}
+	default:
+		process = true
+		zh = map[string]string{"HH": "高高报警", "H": "高报警", "L": "低报警", "LL": "低低报警"}[lk]
+		if zh == "" {
+			zh = "报警"
+		}
+		en = strings.TrimSpace(strings.ReplaceAll(a.Kind.String(), "_", " ") + " " + lk + " alarm")
+	}
+	if lk != "" {
+		zh += " (" + lk + ")"
+		if !process {
+			en += " (" + lk + ")"
+		}
+	}
+	return fmt.Sprintf("%s%s：%s，报警值 %s / %s %s: %s, limit %s", name, zh, v, lim, id, en, v, lim)
+}
+
+func unit(u string) string {
+	if u == "" || u == "state" {
+		return ""
+	}
+	return " " + u
+}
+
+// num formats a value for people: four significant digits, no exponent,
+// no float noise (0.30000000000000004 → 0.3).
+func num(v float64) string {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	const digits = 4
+	e := int(math.Ceil(math.Log10(math.Abs(v))))
+	if e >= digits {
+		p := math.Pow(10, float64(e-digits))
+		v = math.Round(v/p) * p
+	} else {
+		p := math.Pow(10, float64(digits-e))
+		v = math.Round(v*p) / p
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}

@@ -1,0 +1,239 @@
+package alerting
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"hazardwatch/internal/model"
+)
+
+// Event is one thing that happened to one alarm. The input half (Op and
+// what came with it) is what Next takes; the Manager fills the outcome half
+// and the sequence numbers and makes it durable. The log, the push to
+// subscribers and an alarm's history are all made of Events.
+type Event struct {
+	Op Op
+	// From a rule transition: the level and limit now in force, the value
+	// that decided, the reading's time and its late mark.
+	Level        model.AlarmLevel
+	Value, Limit float64
+	LimitKind    string
+	TS           time.Time
+	Late         bool
+	// From an operator.
+	User, Comment string
+
+	// Name is what the event did; At when the centre handled it.
+	Name Name
+	At   time.Time
+	// Ring: annunciate it (see Change.Ring).
+	Ring bool
+	// Alarm is the alarm after the event, without its history.
+	Alarm Alarm
+	// Seq is assigned by the Manager when the event is made durable.
+	Seq Seqs
+	// LogSeq is the event's position in the Log (the JetStream stream
+	// sequence); set by Append and Replay, not stored in the event.
+	LogSeq uint64
+}
+
+// Seqs are an event's sequence numbers: overall and within its scopes
+// (SPEC §3 WebSocket). Each counts the events in its scope from 1, without
+// gaps, across restarts.
+type Seqs struct {
+	Global, Enterprise, Park, County uint64
+}
+
+// eventVersion is the layout of an event in the log; a reader refuses a
+// newer one rather than misread it.
+const eventVersion = 1
+
+type eventJSON struct {
+	V             int        `json:"v"`
+	Seq           uint64     `json:"seq"`
+	SeqEnterprise uint64     `json:"seq_enterprise"`
+	SeqPark       uint64     `json:"seq_park"`
+	SeqCounty     uint64     `json:"seq_county"`
+	Event         string     `json:"event"`
+	Op            string     `json:"op"`
+	At            time.Time  `json:"at"`
+	TS            *time.Time `json:"ts,omitempty"`
+	Level         string     `json:"level,omitempty"`
+	Value         float64    `json:"value"`
+	Limit         float64    `json:"limit"`
+	LimitKind     string     `json:"limit_kind,omitempty"`
+	Late          bool       `json:"late,omitempty"`
+	Ring          bool       `json:"ring,omitempty"`
+	User          string     `json:"user,omitempty"`
+	Comment       string     `json:"comment,omitempty"`
+	Alarm         Alarm      `json:"alarm"`
+}
+
+// MarshalJSON writes the event as the ALARMS stream stores it.
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(eventJSON{
+		V: eventVersion, Seq: e.Seq.Global, SeqEnterprise: e.Seq.Enterprise, SeqPark: e.Seq.Park, SeqCounty: e.Seq.County,
+		Event: e.Name.String(), Op: e.Op.String(), At: e.At, TS: timePtr(e.TS),
+		Level: e.Level.String(), Value: e.Value, Limit: e.Limit, LimitKind: e.LimitKind,
+		Late: e.Late, Ring: e.Ring, User: e.User, Comment: e.Comment, Alarm: e.Alarm,
+	})
+}
+
+// UnmarshalJSON reads an event written by MarshalJSON.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var w eventJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.V != eventVersion {
+		return fmt.Errorf("alarm event version %d, this build reads %d", w.V, eventVersion)
+	}
+	var ok [3]bool
+	*e = Event{
+		Seq:   Seqs{Global: w.Seq, Enterprise: w.SeqEnterprise, Park: w.SeqPark, County: w.SeqCounty},
+		At:    w.At,
+		TS:    timeOf(w.TS),
+		Value: w.Value, Limit: w.Limit, LimitKind: w.LimitKind,
+		Late: w.Late, Ring: w.Ring, User: w.User, Comment: w.Comment, Alarm: w.Alarm,
+	}
+	e.Name, ok[0] = parseEnum(w.Event, numNames, Name.String)
+	e.Op, ok[1] = parseEnum(w.Op, numOps, Op.String)
+	e.Level, ok[2] = parseLevel(w.Level)
+	for i, what := range []string{"event " + w.Event, "op " + w.Op, "level " + w.Level} {
+		if !ok[i] {
+			return fmt.Errorf("alarm event %d: unknown %s", w.Seq, what)
+		}
+	}
+	return nil
+}
+
+type alarmJSON struct {
+	ID         string      `json:"id"`
+	Occurrence int         `json:"occurrence"`
+	Class      string      `json:"class"`
+	Priority   int         `json:"priority"`
+	Level      string      `json:"level,omitempty"`
+	State      string      `json:"state"`
+	Active     bool        `json:"active"`
+	Latch      bool        `json:"latch"`
+	Late       bool        `json:"late"`
+	Source     Source      `json:"source"`
+	SensorName string      `json:"sensor_name"`
+	Kind       string      `json:"kind"`
+	Rule       string      `json:"rule"`
+	LimitKind  string      `json:"limit_kind,omitempty"`
+	Value      float64     `json:"value"`
+	Limit      float64     `json:"limit"`
+	Unit       string      `json:"unit"`
+	Message    string      `json:"message"`
+	RaisedAt   *time.Time  `json:"raised_at"`
+	AckedAt    *time.Time  `json:"acked_at"`
+	AckedBy    string      `json:"acked_by"`
+	ReturnedAt *time.Time  `json:"returned_at"`
+	ClearedAt  *time.Time  `json:"cleared_at"`
+	ClearedBy  string      `json:"cleared_by,omitempty"`
+	History    []entryJSON `json:"history,omitempty"`
+}
+
+type entryJSON struct {
+	Seq     uint64     `json:"seq"`
+	Event   string     `json:"event"`
+	At      time.Time  `json:"at"`
+	TS      *time.Time `json:"ts,omitempty"`
+	State   string     `json:"state"`
+	Level   string     `json:"level,omitempty"`
+	Value   float64    `json:"value"`
+	User    string     `json:"user,omitempty"`
+	Comment string     `json:"comment,omitempty"`
+	Late    bool       `json:"late,omitempty"`
+}
+
+// MarshalJSON writes SPEC §3's alarm object (with a few more fields);
+// times are RFC 3339, null when not reached.
+func (a Alarm) MarshalJSON() ([]byte, error) {
+	w := alarmJSON{
+		ID: a.ID, Occurrence: a.Occurrence, Class: a.Class.String(), Priority: a.Priority,
+		Level: a.Level.String(), State: a.State.String(), Active: a.Active, Latch: a.Latch, Late: a.Late,
+		Source: a.Source, SensorName: a.SensorName, Kind: a.Kind.String(), Rule: a.Rule.String(),
+		LimitKind: a.LimitKind, Value: a.Value, Limit: a.Limit, Unit: a.Unit, Message: a.Message,
+		RaisedAt: timePtr(a.RaisedAt), AckedAt: timePtr(a.AckedAt), AckedBy: a.AckedBy,
+		ReturnedAt: timePtr(a.ReturnedAt), ClearedAt: timePtr(a.ClearedAt), ClearedBy: a.ClearedBy,
+	}
+	for _, h := range a.History {
+		w.History = append(w.History, entryJSON{
+			Seq: h.Seq, Event: h.Event.String(), At: h.At, TS: timePtr(h.TS), State: h.State.String(),
+			Level: h.Level.String(), Value: h.Value, User: h.User, Comment: h.Comment, Late: h.Late,
+		})
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads an alarm written by MarshalJSON.
+func (a *Alarm) UnmarshalJSON(b []byte) error {
+	var w alarmJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*a = Alarm{
+		ID: w.ID, Occurrence: w.Occurrence, Priority: w.Priority, Active: w.Active, Latch: w.Latch, Late: w.Late,
+		Source: w.Source, SensorName: w.SensorName, LimitKind: w.LimitKind, Value: w.Value, Limit: w.Limit,
+		Unit: w.Unit, Message: w.Message, RaisedAt: timeOf(w.RaisedAt), AckedAt: timeOf(w.AckedAt), AckedBy: w.AckedBy,
+		ReturnedAt: timeOf(w.ReturnedAt), ClearedAt: timeOf(w.ClearedAt), ClearedBy: w.ClearedBy,
+	}
+	var ok [5]bool
+	a.Class, ok[0] = parseEnum(w.Class, int(model.ClassViolation)+1, model.AlarmClass.String)
+	a.Level, ok[1] = parseLevel(w.Level)
+	a.State, ok[2] = parseEnum(w.State, int(model.StateOutOfService)+1, model.AlarmState.String)
+	a.Rule, ok[3] = parseEnum(w.Rule, int(model.NumRuleKinds), model.RuleKind.String)
+	a.Kind, ok[4] = model.ParseKind(w.Kind)
+	if w.Kind == model.KindUnknown.String() {
+		a.Kind, ok[4] = model.KindUnknown, true
+	}
+	for i, what := range []string{"class " + w.Class, "level " + w.Level, "state " + w.State, "rule " + w.Rule, "kind " + w.Kind} {
+		if !ok[i] {
+			return fmt.Errorf("alarm %s: unknown %s", w.ID, what)
+		}
+	}
+	for _, h := range w.History {
+		e := Entry{Seq: h.Seq, At: h.At, TS: timeOf(h.TS), Value: h.Value, User: h.User, Comment: h.Comment, Late: h.Late}
+		var ok [3]bool
+		e.Event, ok[0] = parseEnum(h.Event, numNames, Name.String)
+		e.State, ok[1] = parseEnum(h.State, int(model.StateOutOfService)+1, model.AlarmState.String)
+		e.Level, ok[2] = parseLevel(h.Level)
+		if !ok[0] || !ok[1] || !ok[2] {
+			return fmt.Errorf("alarm %s: history entry %d: unknown event, state or level", w.ID, h.Seq)
+		}
+		a.History = append(a.History, e)
+	}
+	return nil
+}
+
+// parseEnum finds the value of T named s among the first n; the empty name
+// is the zero value.
+func parseEnum[T ~uint8, N ~uint8 | ~int](s string, n N, name func(T) string) (T, bool) {
+	for i := range int(n) {
+		if name(T(i)) == s {
+			return T(i), true
+		}
+	}
+	return 0, false
+}
+
+func parseLevel(s string) (model.AlarmLevel, bool) {
+	return parseEnum(s, int(model.L2)+1, model.AlarmLevel.String)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func timeOf(p *time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return *p
+}

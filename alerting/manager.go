@@ -1,0 +1,572 @@
+package alerting
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hazardwatch/internal/model"
+)
+
+// Log is the durable log of alarm events, as the Manager needs it.
+type Log interface {
+	// Append makes ev durable and returns it with its LogSeq. It returns
+	// only once the event would survive a power loss. Appending the same
+	// event again (same Seq.Global) after an error must not store it twice.
+	Append(ctx context.Context, ev Event) (Event, error)
+	// Replay calls fn with every event in the log, oldest first.
+	Replay(ctx context.Context, fn func(Event) error) error
+}
+
+// Options configure a Manager. Plant and Log are required.
+type Options struct {
+	Plant *model.Plant
+	// Rules, by sensor index, say which sensors' alarms latch.
+	Rules []model.SensorRules
+	Log   Log
+	// Clock gives the time of operator actions and of handling; default
+	// time.Now.
+	Clock func() time.Time
+	// Logger; nil logs nothing.
+	Logger *slog.Logger
+	// Queue is how many transitions may wait for the Manager; default 1024.
+	Queue int
+	// RetryMax caps the wait between attempts to make an event durable;
+	// default 5 s.
+	RetryMax time.Duration
+}
+
+// Manager is the one owner of alarm state. Its Run goroutine takes
+// transitions (Submit) and operator actions (Ack) over channels, one at a
+// time, and is the only writer of alarms; others read published snapshots
+// (Active, Get) and subscribe to events (Subscribe).
+type Manager struct {
+	o     Options
+	log   *slog.Logger
+	clock func() time.Time
+
+	trans       chan model.Transition
+	acks        chan ackReq
+	ready, done chan struct{}
+	running     atomic.Bool
+
+	// Owned by the Run goroutine.
+	slots  []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
+	global uint64
+	scope  [3]map[string]uint64 // enterprise, park, county → last seq
+
+	// mu publishes what the owner changes: the owner writes alarms and
+	// lastSeq under it (and reads them without it: nobody else writes),
+	// readers take it to read. Subscribers are added and removed under it
+	// too, so a subscription and a snapshot taken together are exact.
+	mu      sync.RWMutex
+	alarms  map[string]Alarm
+	lastSeq uint64
+	subs    map[*subscriber]struct{}
+	stopped bool
+}
+
+type ackReq struct {
+	ctx               context.Context
+	id, user, comment string
+	reply             chan error
+}
+
+type subscriber struct{ ch chan Event }
+
+// maxComment bounds an operator's comment: an event must fit the log.
+const maxComment = 4000
+
+// New checks the options and builds a Manager; Run starts it.
+func New(o Options) (*Manager, error) {
+	if o.Plant == nil || o.Log == nil {
+		return nil, errors.New("alerting: Options.Plant and Options.Log are required")
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Queue <= 0 {
+		o.Queue = 1024
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Second
+	}
+	m := &Manager{
+		o: o, log: o.Logger, clock: o.Clock,
+		trans: make(chan model.Transition, o.Queue),
+		acks:  make(chan ackReq),
+		ready: make(chan struct{}), done: make(chan struct{}),
+		slots:  make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
+		alarms: map[string]Alarm{},
+		subs:   map[*subscriber]struct{}{},
+	}
+	for i := range m.scope {
+		m.scope[i] = map[string]uint64{}
+	}
+	return m, nil
+}
+
+// Run replays the log, then owns alarm state until ctx ends. It returns nil
+// when ctx ends, or the error that stopped it (a log that cannot be read).
+// On return it closes every subscriber's channel. Transitions still queued
+// at that point are dropped: stop the rules stage first.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("alerting: Run called twice")
+	}
+	defer m.stop()
+	n := 0
+	err := m.o.Log.Replay(ctx, func(ev Event) error {
+		if ev.Alarm.ID == "" {
+			return fmt.Errorf("event %d names no alarm", ev.Seq.Global)
+		}
+		if ev.Seq.Global != m.global+1 {
+			m.log.Warn("gap in the alarm log", "after", m.global, "next", ev.Seq.Global)
+		}
+		m.apply(ev, false)
+		n++
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("alerting: replay: %w", err)
+	}
+	close(m.ready)
+	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", m.openCount())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-m.trans:
+			m.onTransition(ctx, t)
+		case r := <-m.acks:
+			r.reply <- m.onAck(ctx, r)
+		}
+	}
+}
+
+func (m *Manager) stop() {
+	m.mu.Lock()
+	m.stopped = true
+	for s := range m.subs {
+		close(s.ch)
+		delete(m.subs, s)
+	}
+	m.mu.Unlock()
+	close(m.done)
+}
+
+// Ready is closed once the log has been replayed: from then on Active and
+// Get answer with every alarm.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// Done is closed when Run has returned.
+func (m *Manager) Done() <-chan struct{} { return m.done }
+
+// Submit hands transitions from the rules stage to the Manager, in order.
+// It blocks while the queue is full (an alarm transition is never dropped)
+// until ctx ends.
+func (m *Manager) Submit(ctx context.Context, ts ...model.Transition) error {
+	for _, t := range ts {
+		// A select picks at random among ready cases: without this, a
+		// stopped Manager with room in its queue would take transitions
+		// that nobody will read.
+		select {
+		case <-m.done:
+			return ErrStopped
+		default:
+		}
+		select {
+		case m.trans <- t:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.done:
+			return ErrStopped
+		}
+	}
+	return nil
+}
+
+// Ack acknowledges alarm id for user, or resets a latched alarm whose
+// condition has ended. It returns once the event is durable, or with
+// ErrNotFound, ErrNotAckable, ErrInvalid, ErrStopped or ctx's error. An
+// acknowledgement whose caller gave up after the Manager took it may still
+// take effect, as a request that timed out may.
+func (m *Manager) Ack(ctx context.Context, id, user, comment string) error {
+	if user == "" || len(comment) > maxComment {
+		return fmt.Errorf("%w: a user and a comment of at most %d bytes", ErrInvalid, maxComment)
+	}
+	r := ackReq{ctx: ctx, id: id, user: user, comment: comment, reply: make(chan error, 1)}
+	select {
+	case m.acks <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		return ErrStopped
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		select {
+		case err := <-r.reply:
+			return err
+		default:
+			return ErrStopped
+		}
+	}
+}
+
+// Active returns every alarm not in state normal, highest priority first;
+// within a priority toxic gas first, then the newest.
+func (m *Manager) Active() []Alarm {
+	m.mu.RLock()
+	out := m.activeLocked()
+	m.mu.RUnlock()
+	return out
+}
+
+func (m *Manager) activeLocked() []Alarm {
+	var out []Alarm
+	for _, a := range m.alarms {
+		if a.State != model.StateNormal {
+			a.History = slices.Clone(a.History)
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b Alarm) int {
+		return cmp.Or(
+			cmp.Compare(a.Priority, b.Priority),
+			cmp.Compare(toxicRank(a), toxicRank(b)),
+			b.RaisedAt.Compare(a.RaisedAt),
+			cmp.Compare(a.ID, b.ID),
+		)
+	})
+	return out
+}
+
+func toxicRank(a Alarm) int {
+	if a.Kind == model.GasToxic {
+		return 0
+	}
+	return 1
+}
+
+// Get returns alarm id, of any state, with its history.
+func (m *Manager) Get(id string) (Alarm, bool) {
+	m.mu.RLock()
+	a, ok := m.alarms[id]
+	m.mu.RUnlock()
+	a.History = slices.Clone(a.History)
+	return a, ok
+}
+
+// Conditions returns, as transitions, the conditions that open alarms say
+// hold now. At start the wiring passes them to rules.Engine.Assume, so the
+// fresh engine returns an alarm whose value went back to normal while the
+// centre was down.
+func (m *Manager) Conditions() []model.Transition {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []model.Transition
+	for _, a := range m.alarms {
+		si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
+		if !ok || !a.Active || a.State == model.StateNormal {
+			continue
+		}
+		out = append(out, model.Transition{
+			Sensor: si, Rule: a.Rule, Class: a.Class, Level: a.Level, Active: true,
+			Value: a.Value, Limit: a.Limit, TS: a.RaisedAt.UnixMilli(), Late: a.Late,
+		})
+	}
+	return out
+}
+
+// Snapshot is the open alarms as of event Seq.
+type Snapshot struct {
+	Seq    uint64
+	Alarms []Alarm
+}
+
+// Subscribe returns a channel of events, each delivered after it is
+// durable, in order. A subscriber whose buffer (at least 1) is full when an
+// event comes is dropped, its channel closed: the owner never waits for a
+// reader, and a reader that missed an event must not go on as if it had
+// not (it resubscribes and takes a new snapshot). cancel ends the
+// subscription and closes the channel; calling it again does nothing.
+func (m *Manager) Subscribe(buffer int) (<-chan Event, func()) {
+	_, ch, cancel := m.subscribe(buffer, false)
+	return ch, cancel
+}
+
+// SubscribeSnapshot is Subscribe with the open alarms as of the last event
+// before the first one the channel delivers: events on the channel have
+// Seq.Global > Snapshot.Seq, with none missing (SPEC §3 WebSocket).
+func (m *Manager) SubscribeSnapshot(buffer int) (Snapshot, <-chan Event, func()) {
+	return m.subscribe(buffer, true)
+}
+
+func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func()) {
+	s := &subscriber{ch: make(chan Event, max(buffer, 1))}
+	m.mu.Lock()
+	var sn Snapshot
+	if snap {
+		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked()}
+	}
+	if m.stopped {
+		close(s.ch)
+	} else {
+		m.subs[s] = struct{}{}
+	}
+	m.mu.Unlock()
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			m.mu.Lock()
+			if _, ok := m.subs[s]; ok {
+				delete(m.subs, s)
+				close(s.ch)
+			}
+			m.mu.Unlock()
+		})
+	}
+	return sn, s.ch, cancel
+}
+
+// onTransition turns a rule's transition into an event of its condition's
+// alarm.
+func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
+	p := m.o.Plant
+	if t.Sensor < 0 || int(t.Sensor) >= len(p.Sensors) || t.Rule >= model.NumRuleKinds {
+		m.log.Warn("transition of an unknown sensor or rule dropped", "sensor", t.Sensor, "rule", t.Rule)
+		return
+	}
+	a, ok := m.alarms[m.slots[slot(t.Sensor, t.Rule)]]
+	if !ok {
+		a = m.template(t)
+	}
+	ev := Event{
+		Op: OpReturn, Level: t.Level, Value: t.Value, Limit: t.Limit,
+		TS: time.UnixMilli(t.TS).UTC(), Late: t.Late,
+	}
+	if t.Active {
+		ev.Op = OpRaise
+		if a.State != model.StateNormal && a.Active {
+			ev.Op = OpLevelChange
+		}
+		ev.LimitKind = m.limitKind(t)
+	}
+	if _, err := m.commit(ctx, a, ev, m.policy(a, t.Sensor)); err != nil && ctx.Err() == nil {
+		m.log.Error("transition not applied", "sensor", p.Sensors[t.Sensor].ID, "rule", t.Rule, "err", err)
+	}
+}
+
+func (m *Manager) onAck(ctx context.Context, r ackReq) error {
+	if err := r.ctx.Err(); err != nil {
+		return err // the caller has gone: do not act for it
+	}
+	a, ok := m.alarms[r.id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, r.id)
+	}
+	si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
+	if !ok {
+		si = -1
+	}
+	_, err := m.commit(ctx, a, Event{Op: OpAck, User: r.user, Comment: r.comment}, m.policy(a, si))
+	return err
+}
+
+// commit applies ev to a, makes the event durable and only then publishes
+// it. Nothing happens when Next changes nothing.
+func (m *Manager) commit(ctx context.Context, a Alarm, ev Event, pol Policy) (Event, error) {
+	now := m.clock().UTC()
+	next, ch := Next(a, ev, now, pol)
+	if ch.Err != nil {
+		return Event{}, ch.Err
+	}
+	if ch.Name == NameNone {
+		return Event{}, nil
+	}
+	ev.Name, ev.At, ev.Ring = ch.Name, now, ch.Ring
+	next.History = nil
+	ev.Alarm = next
+	ev.Seq = Seqs{Global: m.global + 1}
+	for i, id := range m.scopeIDs(next.Source) {
+		if id != "" {
+			*m.scopeSeq(&ev.Seq, i) = m.scope[i][id] + 1
+		}
+	}
+	durable, err := m.appendDurable(ctx, ev)
+	if err != nil {
+		return Event{}, err
+	}
+	m.apply(durable, true)
+	m.log.Info("alarm "+ch.Name.String(), "alarm", next.ID, "state", next.State, "from", ch.From,
+		"level", next.Level, "priority", next.Priority, "value", next.Value, "limit", next.Limit,
+		"late", ev.Late, "user", ev.User, "seq", ev.Seq.Global)
+	return durable, nil
+}
+
+// appendDurable retries until the event is durable or ctx ends. It uses
+// the Manager's context, not an operator's: giving up half-way would leave
+// it unknown whether the event is in the log, and the next event would
+// then take its sequence number.
+func (m *Manager) appendDurable(ctx context.Context, ev Event) (Event, error) {
+	wait := 50 * time.Millisecond
+	for {
+		d, err := m.o.Log.Append(ctx, ev)
+		if err == nil {
+			return d, nil
+		}
+		if ctx.Err() != nil {
+			return Event{}, fmt.Errorf("alerting: event %d not durable: %w", ev.Seq.Global, err)
+		}
+		m.log.Error("alarm event not durable; retrying", "seq", ev.Seq.Global, "alarm", ev.Alarm.ID,
+			"event", ev.Name, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Event{}, fmt.Errorf("alerting: event %d not durable: %w", ev.Seq.Global, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, m.o.RetryMax)
+	}
+}
+
+// apply makes a durable event the current state: live (deliver) or from
+// the log at start.
+func (m *Manager) apply(ev Event, deliver bool) {
+	a := ev.Alarm
+	prev := m.alarms[a.ID]
+	// Clip: snapshots handed out share the old history, so appending must
+	// copy rather than write into their backing array.
+	a.History = append(slices.Clip(prev.History), Entry{
+		Seq: ev.Seq.Global, Event: ev.Name, At: ev.At, TS: ev.TS, State: a.State, Level: a.Level,
+		Value: a.Value, User: ev.User, Comment: ev.Comment, Late: ev.Late,
+	})
+	m.global = max(m.global, ev.Seq.Global)
+	for i, id := range m.scopeIDs(a.Source) {
+		if id != "" {
+			m.scope[i][id] = max(m.scope[i][id], *m.scopeSeq(&ev.Seq, i))
+		}
+	}
+	if si, ok := m.o.Plant.SensorIndex(a.Source.Sensor); ok && a.Rule < model.NumRuleKinds {
+		m.slots[slot(si, a.Rule)] = a.ID
+	}
+	m.mu.Lock()
+	m.alarms[a.ID] = a
+	m.lastSeq = m.global
+	if deliver {
+		for s := range m.subs {
+			select {
+			case s.ch <- ev:
+			default:
+				delete(m.subs, s)
+				close(s.ch)
+				m.log.Warn("alarm subscriber too slow: dropped", "seq", ev.Seq.Global, "buffer", cap(s.ch))
+			}
+		}
+	}
+	m.mu.Unlock()
+}
+
+func slot(sensor int32, r model.RuleKind) int {
+	return int(sensor)*int(model.NumRuleKinds) + int(r)
+}
+
+func (m *Manager) scopeIDs(s Source) [3]string {
+	return [3]string{s.Enterprise, s.Park, s.County}
+}
+
+func (m *Manager) scopeSeq(q *Seqs, i int) *uint64 {
+	return [3]*uint64{&q.Enterprise, &q.Park, &q.County}[i]
+}
+
+// template is the never-raised alarm of a condition: where it comes from
+// and what it measures, in state normal.
+func (m *Manager) template(t model.Transition) Alarm {
+	p := m.o.Plant
+	s := &p.Sensors[t.Sensor]
+	src := Source{Sensor: s.ID}
+	if s.Enterprise >= 0 {
+		e := &p.Enterprises[s.Enterprise]
+		src.Enterprise = e.ID
+		if e.Park >= 0 {
+			pk := &p.Parks[e.Park]
+			src.Park = pk.ID
+			if pk.County >= 0 {
+				src.County = p.Counties[pk.County].ID
+			}
+		}
+	}
+	if s.HazardSource >= 0 {
+		src.HazardSource = p.HazardSources[s.HazardSource].ID
+	}
+	if s.Gateway >= 0 {
+		src.Gateway = p.Gateways[s.Gateway].ID
+	}
+	unit := s.Unit
+	if t.Rule == model.Silent {
+		unit = "s"
+	}
+	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
+}
+
+// policy is the rules' word for a new occurrence; an open one keeps the
+// latch it started with, so a rules reload does not change an alarm
+// half-way.
+func (m *Manager) policy(a Alarm, sensor int32) Policy {
+	pol := Policy{Latch: a.Latch}
+	if sensor < 0 {
+		return pol
+	}
+	if a.State == model.StateNormal {
+		pol.Latch = a.Rule != model.Silent && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch
+	}
+	if hs := m.o.Plant.Sensors[sensor].HazardSource; hs >= 0 {
+		pol.SourceLevel = m.o.Plant.HazardSources[hs].Level
+	}
+	return pol
+}
+
+// limitKind finds which configured limit a transition names, by its value;
+// an edited rule file falls back to the level's usual limit.
+func (m *Manager) limitKind(t model.Transition) string {
+	if t.Rule != model.ThresholdHigh && t.Rule != model.ThresholdLow {
+		return ""
+	}
+	if int(t.Sensor) < len(m.o.Rules) {
+		rs := &m.o.Rules[t.Sensor]
+		for k := range model.NumLimits {
+			if l := rs.Limits[k]; l.Set && l.Value == t.Limit && k.High() == (t.Rule == model.ThresholdHigh) {
+				return k.String()
+			}
+		}
+	}
+	return limitKindOf(t.Rule, t.Level)
+}
+
+func (m *Manager) openCount() int {
+	n := 0
+	for _, a := range m.alarms {
+		if a.State != model.StateNormal {
+			n++
+		}
+	}
+	return n
+}

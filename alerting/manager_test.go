@@ -1,0 +1,558 @@
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"hazardwatch/configs"
+	"hazardwatch/internal/chem"
+	"hazardwatch/internal/config"
+	"hazardwatch/internal/model"
+)
+
+// demo is the demo plant with its rules, loaded once: real ids, hazard
+// source levels and latching gas rules.
+var demo *config.Config
+
+func TestMain(m *testing.M) {
+	ref, err := chem.Load(configs.Reference())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if demo, err = config.LoadFS(configs.Demo(), ".", "configs/demo", ref); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// memLog is a Log in memory. It keeps each event as JSON, so the tests
+// also run the log's encoding. gate, when set, makes every Append wait for
+// a value from it; fail makes the next appends fail.
+type memLog struct {
+	mu   sync.Mutex
+	recs [][]byte
+	fail int
+	gate chan struct{}
+}
+
+func (l *memLog) Append(ctx context.Context, ev Event) (Event, error) {
+	if l.gate != nil {
+		select {
+		case <-l.gate:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail > 0 {
+		l.fail--
+		return Event{}, errors.New("disk full")
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return Event{}, err
+	}
+	l.recs = append(l.recs, b)
+	ev.LogSeq = uint64(len(l.recs))
+	return ev, nil
+}
+
+func (l *memLog) Replay(ctx context.Context, fn func(Event) error) error {
+	l.mu.Lock()
+	recs := slices.Clone(l.recs)
+	l.mu.Unlock()
+	for i, b := range recs {
+		var ev Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			return err
+		}
+		ev.LogSeq = uint64(i + 1)
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *memLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recs)
+}
+
+// run starts a Manager on log and returns it with a function that stops
+// it and checks that Run ended cleanly.
+func run(t *testing.T, log Log) (*Manager, func()) {
+	t.Helper()
+	m, err := New(Options{Plant: demo.Plant, Rules: demo.Rules, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- m.Run(ctx) }()
+	select {
+	case <-m.Ready():
+	case err := <-errc:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	}
+	return m, func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func sensor(t *testing.T, id string) int32 {
+	t.Helper()
+	i, ok := demo.Plant.SensorIndex(id)
+	if !ok {
+		t.Fatalf("no demo sensor %s", id)
+	}
+	return i
+}
+
+// limit is the configured value of limit k of sensor id.
+func limit(t *testing.T, id string, k model.LimitKind) float64 {
+	t.Helper()
+	l := demo.Rules[sensor(t, id)].Limits[k]
+	if !l.Set {
+		t.Fatalf("%s has no %s", id, k)
+	}
+	return l.Value
+}
+
+func raise(t *testing.T, id string, k model.LimitKind, v float64, ts time.Time) model.Transition {
+	rule := model.ThresholdHigh
+	if !k.High() {
+		rule = model.ThresholdLow
+	}
+	return model.Transition{Sensor: sensor(t, id), Rule: rule, Class: model.ClassAlarm, Level: k.DefaultLevel(),
+		Active: true, Value: v, Limit: limit(t, id, k), TS: ts.UnixMilli()}
+}
+
+func ret(t *testing.T, id string, rule model.RuleKind, v float64, ts time.Time) model.Transition {
+	return model.Transition{Sensor: sensor(t, id), Rule: rule, Class: model.ClassAlarm, Value: v, TS: ts.UnixMilli()}
+}
+
+// next receives the next event or fails; with synctest a missing event is
+// a deadlock the bubble reports, without it the deadline ends the wait.
+func next(t *testing.T, ch <-chan Event) Event {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("subscription closed")
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+	}
+	return Event{}
+}
+
+func submit(t *testing.T, m *Manager, ts ...model.Transition) {
+	t.Helper()
+	if err := m.Submit(context.Background(), ts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestManagerLifecycle: a process alarm (not latched) from raise to clear,
+// with its events, sequence numbers, fields and history.
+func TestManagerLifecycle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{}
+		m, stop := run(t, log)
+		defer stop()
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+		start := time.Now() // the bubble's clock: 2000-01-01 UTC
+
+		submit(t, m, raise(t, "e01-V101-LT", model.H, 2.25, start))
+		ev := next(t, evs)
+		a := ev.Alarm
+		if ev.Name != Raised || !ev.Ring || ev.Seq != (Seqs{1, 1, 1, 1}) || ev.LogSeq != 1 {
+			t.Errorf("raise: %s ring=%v seq %+v log %d", ev.Name, ev.Ring, ev.Seq, ev.LogSeq)
+		}
+		if a.ID != "e01-V101-LT.threshold_high.1" || a.State != model.StateUnackActive || a.Priority != 2 || a.LimitKind != "H" || a.Latch {
+			t.Errorf("raised alarm: %s %s priority %d limit %s latch %v", a.ID, a.State, a.Priority, a.LimitKind, a.Latch)
+		}
+		wantSrc := Source{County: "c01", Park: "p01", Enterprise: "e01", HazardSource: "e01-hs1", Sensor: "e01-V101-LT", Gateway: "gw-e01-1"}
+		if a.Source != wantSrc || a.Unit != "m" || !a.RaisedAt.Equal(start) {
+			t.Errorf("source %+v unit %s raised %v", a.Source, a.Unit, a.RaisedAt)
+		}
+		if want := "V101 液氯储罐液位高报警 (H)：2.25 m，报警值 2.2 m / e01-V101-LT level H alarm: 2.25 m, limit 2.2 m"; a.Message != want {
+			t.Errorf("message %s", a.Message)
+		}
+
+		submit(t, m, raise(t, "e01-V101-LT", model.HH, 2.45, start.Add(time.Second)))
+		if ev = next(t, evs); ev.Name != LevelChanged || ev.Alarm.Level != model.L2 || ev.Alarm.Priority != 1 || ev.Alarm.LimitKind != "HH" {
+			t.Errorf("HH: %s level %s priority %d limit %s", ev.Name, ev.Alarm.Level, ev.Alarm.Priority, ev.Alarm.LimitKind)
+		}
+
+		time.Sleep(time.Minute) // synctest: fake time, for a distinct ack time
+		if err := m.Ack(context.Background(), a.ID, "张伟", "已通知现场"); err != nil {
+			t.Fatal(err)
+		}
+		if ev = next(t, evs); ev.Name != Acknowledged || ev.User != "张伟" || ev.Comment != "已通知现场" {
+			t.Errorf("ack event %s by %q: %q", ev.Name, ev.User, ev.Comment)
+		}
+		got, _ := m.Get(a.ID)
+		if got.State != model.StateAckActive || got.AckedBy != "张伟" || !got.AckedAt.Equal(start.Add(time.Minute)) {
+			t.Errorf("after ack: %s by %q at %v", got.State, got.AckedBy, got.AckedAt)
+		}
+		if err := m.Ack(context.Background(), a.ID, "张伟", ""); !errors.Is(err, ErrNotAckable) {
+			t.Errorf("second ack: %v, want ErrNotAckable", err)
+		}
+
+		submit(t, m, ret(t, "e01-V101-LT", model.ThresholdHigh, 2.1, start.Add(2*time.Minute)))
+		if ev = next(t, evs); ev.Name != Cleared || ev.Alarm.State != model.StateNormal || !ev.Alarm.ClearedAt.Equal(start.Add(2*time.Minute)) {
+			t.Errorf("return of an acknowledged process alarm: %s %s cleared %v", ev.Name, ev.Alarm.State, ev.Alarm.ClearedAt)
+		}
+		if act := m.Active(); len(act) != 0 {
+			t.Errorf("Active after clear: %v", act)
+		}
+		got, _ = m.Get(a.ID)
+		var hist []string
+		for _, h := range got.History {
+			hist = append(hist, fmt.Sprintf("%d %s %s", h.Seq, h.Event, h.State))
+		}
+		if want := []string{"1 raised unack_active", "2 level_changed unack_active", "3 acknowledged ack_active", "4 cleared normal"}; !slices.Equal(hist, want) {
+			t.Errorf("history %q, want %q", hist, want)
+		}
+
+		submit(t, m, raise(t, "e01-V101-LT", model.H, 2.3, start.Add(time.Hour)))
+		if ev = next(t, evs); ev.Alarm.ID != "e01-V101-LT.threshold_high.2" || ev.Seq.Global != 5 || len(ev.Alarm.History) != 0 {
+			t.Errorf("next occurrence: %s seq %d", ev.Alarm.ID, ev.Seq.Global)
+		}
+		if n := log.len(); n != 5 {
+			t.Errorf("the log holds %d events, want 5", n)
+		}
+	})
+}
+
+// TestManagerLatchedGas: a chlorine detector's alarm (latched by the demo
+// rules) stays until acknowledged after the gas is gone, and an alarm
+// acknowledged while the gas was there waits for its reset.
+func TestManagerLatchedGas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+		now := time.Now()
+		const gt = "e01-GT-101"
+
+		submit(t, m, raise(t, gt, model.H, 1.2, now), ret(t, gt, model.ThresholdHigh, 0.1, now.Add(time.Second)))
+		a := next(t, evs).Alarm
+		if ev := next(t, evs); ev.Name != Returned || ev.Alarm.State != model.StateUnackRTN || !ev.Alarm.Latch {
+			t.Fatalf("unacknowledged latched return: %s %s latch %v", ev.Name, ev.Alarm.State, ev.Alarm.Latch)
+		}
+		if act := m.Active(); len(act) != 1 || act[0].ID != a.ID {
+			t.Fatalf("Active = %v, want the returned gas alarm", act)
+		}
+		if err := m.Ack(context.Background(), a.ID, "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		if ev := next(t, evs); ev.Name != Cleared || ev.Alarm.State != model.StateNormal {
+			t.Fatalf("ack of unack_rtn: %s %s", ev.Name, ev.Alarm.State)
+		}
+
+		submit(t, m, raise(t, gt, model.H, 1.5, now.Add(time.Hour)))
+		a = next(t, evs).Alarm
+		if err := m.Ack(context.Background(), a.ID, "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		next(t, evs)
+		submit(t, m, ret(t, gt, model.ThresholdHigh, 0.1, now.Add(2*time.Hour)))
+		ev := next(t, evs)
+		if ev.Name != Returned || ev.Alarm.State != model.StateAckActive || ev.Alarm.Active {
+			t.Fatalf("acknowledged latched return: %s %s active=%v; want returned, ack_active, inactive", ev.Name, ev.Alarm.State, ev.Alarm.Active)
+		}
+		if act := m.Active(); len(act) != 1 {
+			t.Fatalf("a latched alarm left the active list without a reset: %v", act)
+		}
+		if err := m.Ack(context.Background(), a.ID, "王建国", "复位"); err != nil {
+			t.Fatal(err)
+		}
+		if ev := next(t, evs); ev.Name != Cleared || ev.Alarm.ClearedBy != "王建国" || ev.Alarm.AckedBy != "张伟" {
+			t.Fatalf("reset: %s cleared by %q acked by %q", ev.Name, ev.Alarm.ClearedBy, ev.Alarm.AckedBy)
+		}
+	})
+}
+
+// TestManagerLateData: a crossing found in late data ends in unack_rtn with
+// a late mark, recorded at its own times, and never rings.
+func TestManagerLateData(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+		then := time.Now().Add(-40 * time.Minute)
+		up := raise(t, "e02-GT-201", model.H, 27, then)
+		down := ret(t, "e02-GT-201", model.ThresholdHigh, 3, then.Add(30*time.Second))
+		up.Late, down.Late = true, true
+		submit(t, m, up, down)
+		e1, e2 := next(t, evs), next(t, evs)
+		if e1.Ring || e2.Ring || !e1.Late || !e2.Late {
+			t.Errorf("late events: ring %v %v, late %v %v", e1.Ring, e2.Ring, e1.Late, e2.Late)
+		}
+		a := e2.Alarm
+		if a.State != model.StateUnackRTN || !a.Late || !a.RaisedAt.Equal(then) || !a.ReturnedAt.Equal(then.Add(30*time.Second)) {
+			t.Errorf("late alarm: %s late=%v raised %v returned %v", a.State, a.Late, a.RaisedAt, a.ReturnedAt)
+		}
+		if !e2.At.Equal(time.Now()) {
+			t.Errorf("handled at %v, want the centre's clock %v", e2.At, time.Now())
+		}
+	})
+}
+
+func TestManagerAckErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+		ctx := context.Background()
+		if err := m.Ack(ctx, "e01-V101-LT.threshold_high.1", "张伟", ""); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown alarm: %v", err)
+		}
+		submit(t, m, raise(t, "e01-V101-LT", model.H, 2.25, time.Now()), ret(t, "e01-V101-LT", model.ThresholdHigh, 2, time.Now()))
+		id := next(t, evs).Alarm.ID
+		next(t, evs)
+		if err := m.Ack(ctx, id, "", ""); !errors.Is(err, ErrInvalid) {
+			t.Errorf("no user: %v", err)
+		}
+		if err := m.Ack(ctx, id, "张伟", strings.Repeat("很", maxComment)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("huge comment: %v", err)
+		}
+		if err := m.Ack(ctx, id, "张伟", ""); err != nil {
+			t.Errorf("ack of unack_rtn: %v", err)
+		}
+		next(t, evs)
+		if err := m.Ack(ctx, id, "张伟", ""); !errors.Is(err, ErrNotAckable) {
+			t.Errorf("ack of a cleared alarm: %v, want ErrNotAckable", err)
+		}
+		done, cancelCtx := context.WithCancel(ctx)
+		cancelCtx()
+		if err := m.Ack(done, id, "张伟", ""); !errors.Is(err, context.Canceled) {
+			t.Errorf("ack with a cancelled context: %v", err)
+		}
+		stop()
+		if err := m.Ack(ctx, id, "张伟", ""); !errors.Is(err, ErrStopped) {
+			t.Errorf("ack after stop: %v", err)
+		}
+		if err := m.Submit(ctx, raise(t, "e01-V101-LT", model.H, 2.25, time.Now())); !errors.Is(err, ErrStopped) {
+			t.Errorf("submit after stop: %v", err)
+		}
+		if _, ok := <-evs; ok {
+			t.Error("subscription still open after the Manager stopped")
+		}
+	})
+}
+
+// TestAckWaitsForDurability: an acknowledgement returns only once its event
+// is in the log, and nothing of it is visible before.
+func TestAckWaitsForDurability(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{gate: make(chan struct{})}
+		m, stop := run(t, log)
+		defer stop()
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+
+		submit(t, m, raise(t, "e01-GT-101", model.H, 1.2, time.Now()))
+		synctest.Wait()
+		if len(m.Active()) != 0 || len(evs) != 0 {
+			t.Fatal("the raise is visible before it is durable")
+		}
+		log.gate <- struct{}{}
+		id := next(t, evs).Alarm.ID
+
+		acked := make(chan error, 1)
+		go func() { acked <- m.Ack(context.Background(), id, "张伟", "") }()
+		synctest.Wait() // the Manager is waiting in Append
+		select {
+		case err := <-acked:
+			t.Fatalf("Ack returned (%v) before its event was durable", err)
+		default:
+		}
+		if a, _ := m.Get(id); a.State != model.StateUnackActive || len(evs) != 0 {
+			t.Fatalf("the ack is visible (%s, %d events) before it is durable", a.State, len(evs))
+		}
+		log.gate <- struct{}{}
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := m.Get(id); a.State != model.StateAckActive || log.len() != 2 {
+			t.Fatalf("after the ack: %s, %d events in the log", a.State, log.len())
+		}
+		if ev := next(t, evs); ev.Name != Acknowledged {
+			t.Fatalf("pushed %s", ev.Name)
+		}
+	})
+}
+
+// TestAppendRetried: a log that fails is retried with backoff until the
+// event is durable; the event keeps its sequence number, and nothing after
+// it overtakes it.
+func TestAppendRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{fail: 5}
+		m, stop := run(t, log)
+		defer stop()
+		evs, cancel := m.Subscribe(16)
+		defer cancel()
+		start := time.Now()
+		submit(t, m, raise(t, "e01-GT-101", model.H, 1.2, start), raise(t, "e02-GT-201", model.H, 30, start))
+		e1, e2 := next(t, evs), next(t, evs)
+		if e1.Alarm.Source.Sensor != "e01-GT-101" || e1.Seq.Global != 1 || e2.Seq.Global != 2 || log.len() != 2 {
+			t.Errorf("events %s #%d, %s #%d; %d in the log", e1.Alarm.Source.Sensor, e1.Seq.Global, e2.Alarm.Source.Sensor, e2.Seq.Global, log.len())
+		}
+		// 50+100+200+400+800 ms of backoff on the bubble's clock.
+		if waited := time.Since(start); waited != 1550*time.Millisecond {
+			t.Errorf("retried for %s, want 1.55 s", waited)
+		}
+	})
+}
+
+// TestRestart: a second Manager on the same log has every alarm in its
+// state with its history, and the sequence numbers go on without a gap.
+func TestRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{}
+		m1, stop1 := run(t, log)
+		evs, cancel := m1.Subscribe(16)
+		now := time.Now()
+		submit(t, m1,
+			raise(t, "e01-GT-101", model.H, 1.2, now),
+			raise(t, "e01-V101-LT", model.H, 2.25, now),
+			raise(t, "e02-GT-201", model.H, 30, now))
+		var last Event
+		for range 3 {
+			last = next(t, evs)
+		}
+		gt := m1.Active()[0].ID // toxic first
+		if err := m1.Ack(context.Background(), gt, "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		next(t, evs)
+		before, _ := json.Marshal(m1.Active())
+		cancel()
+		stop1()
+
+		m2, stop2 := run(t, log)
+		defer stop2()
+		after, _ := json.Marshal(m2.Active())
+		if string(before) != string(after) {
+			t.Fatalf("alarms after restart differ:\n%s\n%s", before, after)
+		}
+		if a, _ := m2.Get(gt); a.State != model.StateAckActive || a.AckedBy != "张伟" || len(a.History) != 2 {
+			t.Fatalf("acknowledged alarm after restart: %s by %q, %d events", a.State, a.AckedBy, len(a.History))
+		}
+		if n := len(m2.Conditions()); n != 3 {
+			t.Errorf("Conditions() after restart: %d, want 3", n)
+		}
+		evs2, cancel2 := m2.Subscribe(16)
+		defer cancel2()
+		submit(t, m2, ret(t, "e02-GT-201", model.ThresholdHigh, 3, now.Add(time.Minute)))
+		ev := next(t, evs2)
+		want := Seqs{Global: 5, Enterprise: last.Seq.Enterprise + 1, Park: 5, County: 5}
+		if ev.Seq != want {
+			t.Errorf("first event after restart: seq %+v, want %+v", ev.Seq, want)
+		}
+		if last.Alarm.Source.Enterprise != "e02" || last.Seq.Enterprise != 1 {
+			t.Errorf("e02's first event: %+v", last.Seq)
+		}
+	})
+}
+
+// TestSlowSubscriber: a subscriber that does not read is dropped, its
+// channel closed, while the owner and the others go on.
+func TestSlowSubscriber(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		slow, cancelSlow := m.Subscribe(1)
+		defer cancelSlow()
+		fast, cancelFast := m.Subscribe(16)
+		defer cancelFast()
+		now := time.Now()
+		submit(t, m,
+			raise(t, "e01-GT-101", model.H, 1.2, now),
+			raise(t, "e01-GT-102", model.H, 1.2, now),
+			raise(t, "e01-GT-103", model.H, 1.2, now))
+		for i := range 3 {
+			if ev := next(t, fast); ev.Seq.Global != uint64(i+1) {
+				t.Fatalf("fast subscriber: seq %d, want %d", ev.Seq.Global, i+1)
+			}
+		}
+		if ev, ok := <-slow; !ok || ev.Seq.Global != 1 {
+			t.Fatalf("slow subscriber's first event: %v %v", ev.Seq, ok)
+		}
+		if _, ok := <-slow; ok {
+			t.Fatal("the slow subscriber was not dropped")
+		}
+		cancelSlow() // after the drop: nothing to do, no panic
+		cancelSlow()
+	})
+}
+
+// TestSubscribeSnapshot: the snapshot and the events after it fit without
+// a gap.
+func TestSubscribeSnapshot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		now := time.Now()
+		submit(t, m, raise(t, "e01-GT-101", model.H, 1.2, now), raise(t, "e02-GT-201", model.H, 30, now))
+		synctest.Wait()
+		snap, evs, cancel := m.SubscribeSnapshot(4)
+		defer cancel()
+		if snap.Seq != 2 || len(snap.Alarms) != 2 || snap.Alarms[0].Kind != model.GasToxic {
+			t.Fatalf("snapshot seq %d with %d alarms", snap.Seq, len(snap.Alarms))
+		}
+		submit(t, m, ret(t, "e02-GT-201", model.ThresholdHigh, 3, now))
+		if ev := next(t, evs); ev.Seq.Global != snap.Seq+1 {
+			t.Fatalf("first event after the snapshot: %d, want %d", ev.Seq.Global, snap.Seq+1)
+		}
+	})
+}
+
+// TestOfflineAlarm: silence makes an offline alarm of priority 3 or 4,
+// never latched, and a reading returns it.
+func TestOfflineAlarm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		evs, cancel := m.Subscribe(4)
+		defer cancel()
+		si := sensor(t, "e01-GT-101")
+		now := time.Now()
+		submit(t, m, model.Transition{Sensor: si, Rule: model.Silent, Class: model.ClassOffline, Active: true, Value: 5, Limit: 5, TS: now.UnixMilli()})
+		a := next(t, evs).Alarm
+		if a.ID != "e01-GT-101.silent.1" || a.Class != model.ClassOffline || a.Priority != 3 || a.Latch || a.Unit != "s" {
+			t.Errorf("offline alarm: %s %s priority %d latch %v unit %s", a.ID, a.Class, a.Priority, a.Latch, a.Unit)
+		}
+		if !strings.HasPrefix(a.Message, "液氯储罐区东侧氯气检测器离线") {
+			t.Errorf("message %s", a.Message)
+		}
+	})
+}

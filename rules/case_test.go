@@ -1,0 +1,259 @@
+package rules
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hazardwatch/internal/model"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/cases/*/want.txt from what the engine does")
+
+// A rule case is a folder under testdata/cases:
+//
+//	rules.txt     the sensors and their rules, one setting a line:
+//	                sensor NAME [poll=1s]     starts a sensor (default: s1, 1 s)
+//	                H|HH|L|LL VALUE [L1|L2]   a limit, with an optional level
+//	                deadband V | on_delay D | off_delay D | silent_periods N
+//	readings.txt  what happens, in order, one line each:
+//	                sensor NAME               following readings are NAME's
+//	                TS VALUE [good|uncertain|bad] [late]   VALUE "-" for none
+//	                tick TS                   Tick at TS (Unix ms)
+//	want.txt      the transitions, one a line (golden; -update rewrites it)
+//
+// Lines starting with # are comments; rules.txt's say what the case checks.
+type ruleCase struct {
+	plant    *model.Plant
+	rules    []model.SensorRules
+	byName   map[string]int32
+	readings []caseStep
+}
+
+type caseStep struct {
+	tick    bool
+	reading model.Reading
+	line    int
+}
+
+func TestCases(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/cases/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no rule cases (%v)", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			c := loadCase(t, dir)
+			got := runCase(c)
+			wantFile := filepath.Join(dir, "want.txt")
+			if *update {
+				if err := os.WriteFile(wantFile, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(wantFile)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("transitions differ from %s\n--- got\n%s--- want\n%s", wantFile, got, want)
+			}
+		})
+	}
+}
+
+func runCase(c *ruleCase) string {
+	e := New(c.plant, c.rules)
+	var b strings.Builder
+	out := make([]model.Transition, 0, 8)
+	for _, s := range c.readings {
+		if s.tick {
+			out = e.Tick(time.UnixMilli(s.reading.TS), out[:0])
+		} else {
+			out = e.Eval(s.reading, out[:0])
+		}
+		for _, tr := range out {
+			b.WriteString(formatTransition(c.plant, tr))
+			b.WriteByte('\n')
+		}
+	}
+	if n := e.OutOfOrder(); n > 0 {
+		fmt.Fprintf(&b, "# out of order: %d\n", n)
+	}
+	return b.String()
+}
+
+func formatTransition(p *model.Plant, t model.Transition) string {
+	state := "return"
+	if t.Active {
+		state = "active"
+	}
+	lvl := t.Level.String()
+	if lvl == "" {
+		lvl = "-"
+	}
+	s := fmt.Sprintf("%d %s %s %s %s %s value=%g limit=%g",
+		t.TS, p.Sensors[t.Sensor].ID, t.Rule, t.Class, lvl, state, t.Value, t.Limit)
+	if t.Late {
+		s += " late"
+	}
+	return s
+}
+
+func loadCase(t *testing.T, dir string) *ruleCase {
+	t.Helper()
+	c := &ruleCase{plant: &model.Plant{}, byName: map[string]int32{}}
+	addSensor := func(name string, pollMS int64) {
+		i := int32(len(c.plant.Sensors))
+		c.byName[name] = i
+		c.plant.Gateways = append(c.plant.Gateways, model.Gateway{
+			ID: "gw-" + name, PollPeriodMS: pollMS,
+			Devices: []model.Device{{ID: "dev", PollPeriodMS: pollMS}},
+		})
+		c.plant.Sensors = append(c.plant.Sensors, model.Sensor{ID: name, Gateway: i, Device: 0, HazardSource: -1})
+		c.rules = append(c.rules, model.SensorRules{SilentPeriods: 5})
+	}
+	eachLine(t, filepath.Join(dir, "rules.txt"), func(n int, f []string) {
+		bad := func(format string, args ...any) {
+			t.Fatalf("%s:%d: %s", filepath.Join(dir, "rules.txt"), n, fmt.Sprintf(format, args...))
+		}
+		if f[0] == "sensor" {
+			poll := int64(1000)
+			for _, opt := range f[2:] {
+				v, ok := strings.CutPrefix(opt, "poll=")
+				d, err := time.ParseDuration(v)
+				if !ok || err != nil {
+					bad("want poll=DURATION, got %q", opt)
+				}
+				poll = d.Milliseconds()
+			}
+			addSensor(f[1], poll)
+			return
+		}
+		if len(c.plant.Sensors) == 0 {
+			addSensor("s1", 1000)
+		}
+		rs := &c.rules[len(c.rules)-1]
+		if len(f) < 2 {
+			bad("%s needs a value", f[0])
+		}
+		switch f[0] {
+		case "HH", "H", "L", "LL":
+			k := map[string]model.LimitKind{"HH": model.HH, "H": model.H, "L": model.L, "LL": model.LL}[f[0]]
+			lim := model.Limit{Set: true, Value: parseFloat(t, f[1]), Level: k.DefaultLevel()}
+			if len(f) > 2 {
+				lim.Level = map[string]model.AlarmLevel{"L1": model.L1, "L2": model.L2}[f[2]]
+				if lim.Level == model.NoLevel {
+					bad("level %q is not L1 or L2", f[2])
+				}
+			}
+			rs.Limits[k] = lim
+		case "deadband":
+			rs.Deadband = parseFloat(t, f[1])
+		case "on_delay", "off_delay":
+			d, err := time.ParseDuration(f[1])
+			if err != nil {
+				bad("%v", err)
+			}
+			if f[0] == "on_delay" {
+				rs.OnDelayMS = d.Milliseconds()
+			} else {
+				rs.OffDelayMS = d.Milliseconds()
+			}
+		case "silent_periods":
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				bad("%v", err)
+			}
+			rs.SilentPeriods = n
+		default:
+			bad("unknown setting %q", f[0])
+		}
+	})
+	if len(c.plant.Sensors) == 0 {
+		addSensor("s1", 1000)
+	}
+	c.plant.Index()
+	cur := int32(0)
+	eachLine(t, filepath.Join(dir, "readings.txt"), func(n int, f []string) {
+		bad := func(format string, args ...any) {
+			t.Fatalf("%s:%d: %s", filepath.Join(dir, "readings.txt"), n, fmt.Sprintf(format, args...))
+		}
+		switch f[0] {
+		case "sensor":
+			i, ok := c.byName[f[1]]
+			if !ok {
+				bad("no sensor %q in rules.txt", f[1])
+			}
+			cur = i
+			return
+		case "tick":
+			c.readings = append(c.readings, caseStep{tick: true, reading: model.Reading{TS: parseInt(t, f[1])}, line: n})
+			return
+		}
+		if len(f) < 2 {
+			bad("want TS VALUE [quality] [late]")
+		}
+		r := model.Reading{SensorIdx: cur, TS: parseInt(t, f[0]), Quality: model.Good}
+		if f[1] != "-" {
+			r.Value, r.HasValue = parseFloat(t, f[1]), true
+		}
+		for _, w := range f[2:] {
+			if w == "late" {
+				r.Late = true
+				continue
+			}
+			q, ok := model.ParseQuality(w)
+			if !ok {
+				bad("unknown word %q", w)
+			}
+			r.Quality = q
+		}
+		c.readings = append(c.readings, caseStep{reading: r, line: n})
+	})
+	return c
+}
+
+func eachLine(t *testing.T, file string, fn func(n int, fields []string)) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if fields := strings.Fields(line); len(fields) > 0 {
+			fn(n, fields)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func parseFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func parseInt(t *testing.T, s string) int64 {
+	t.Helper()
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

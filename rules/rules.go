@@ -1,0 +1,351 @@
+// Package rules is the hot path of hazardwatch: it applies each sensor's
+// compiled rules (model.SensorRules, built by internal/config) to every
+// reading and emits a model.Transition only when a condition starts,
+// changes level or ends. Everything downstream (alarms, history, push)
+// consumes those transitions, never the readings' verdicts one by one.
+//
+// Per-sensor state lives in slices indexed by the sensor's dense index, so
+// Eval does no map lookup, takes no lock, logs nothing and allocates
+// nothing. An Engine belongs to one goroutine (the rules stage); only its
+// counters may be read from others.
+//
+// Time is the readings' own: delays are measured between reading
+// timestamps (Unix ms), so a replayed or late series evaluates exactly as it
+// did live. Only silence (Tick) looks at the centre's clock, given by the
+// caller.
+package rules
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+
+	"hazardwatch/internal/model"
+)
+
+// never marks a "since" that is not running, and a sensor never heard from.
+const never = math.MinInt64
+
+// Stages of a one-sided condition: 0 normal, 1 the outer limit (H or L),
+// 2 the inner one (HH or LL). One condition per direction carries both
+// limits, so HH after H is a level change of the same alarm (SPEC §4).
+const numStages = 3
+
+var (
+	highLimits = [numStages]model.LimitKind{1: model.H, 2: model.HH}
+	lowLimits  = [numStages]model.LimitKind{1: model.L, 2: model.LL}
+)
+
+// cond is the state of one direction (high or low) of one sensor.
+type cond struct {
+	stage int8 // committed: what the last transition said
+	// above[s] is the TS of the first reading of the current run at or past
+	// stage s, below[s] of the current run short of it; never when the
+	// latest reading is on the other side. Delays are measured from them.
+	above, below [numStages]int64
+}
+
+func newCond() cond {
+	c := cond{}
+	for s := range numStages {
+		c.above[s], c.below[s] = never, never
+	}
+	return c
+}
+
+type sensorState struct {
+	// lastTS is the newest reading evaluated for thresholds; an older one
+	// is out of order and skipped.
+	lastTS int64
+	// heard is the newest reading of any quality, for silence.
+	heard   int64
+	offline bool
+	hi, lo  cond
+}
+
+// Engine evaluates the rules of every sensor of one plant.
+type Engine struct {
+	rules []model.SensorRules
+	// silentMS is each sensor's silence window (SilentPeriods × its
+	// device's poll period); 0 disables the check.
+	silentMS []int64
+	st       []sensorState
+
+	outOfOrder, unknown atomic.Uint64
+}
+
+// New builds an engine for plant p with rs[i] the rules of sensor i (as
+// config.Config.Rules holds them). A sensor beyond the end of rs has no
+// limits and no silence check.
+func New(p *model.Plant, rs []model.SensorRules) *Engine {
+	n := len(p.Sensors)
+	e := &Engine{
+		rules:    make([]model.SensorRules, n),
+		silentMS: make([]int64, n),
+		st:       make([]sensorState, n),
+	}
+	copy(e.rules, rs)
+	for i := range p.Sensors {
+		e.silentMS[i] = silentWindow(p, &p.Sensors[i], e.rules[i].SilentPeriods)
+		e.st[i] = sensorState{lastTS: never, heard: never, hi: newCond(), lo: newCond()}
+	}
+	return e
+}
+
+func silentWindow(p *model.Plant, s *model.Sensor, periods int) int64 {
+	if periods <= 0 || s.Gateway < 0 || int(s.Gateway) >= len(p.Gateways) {
+		return 0
+	}
+	g := &p.Gateways[s.Gateway]
+	poll := g.PollPeriodMS
+	if s.Device >= 0 && int(s.Device) < len(g.Devices) && g.Devices[s.Device].PollPeriodMS > 0 {
+		poll = g.Devices[s.Device].PollPeriodMS
+	}
+	if poll <= 0 {
+		return 0
+	}
+	return int64(periods) * poll
+}
+
+// OutOfOrder counts readings skipped for thresholds because they were not
+// newer than the last one evaluated for their sensor.
+func (e *Engine) OutOfOrder() uint64 { return e.outOfOrder.Load() }
+
+// Unknown counts readings whose sensor index is outside the plant.
+func (e *Engine) Unknown() uint64 { return e.unknown.Load() }
+
+// SilentWindow returns sensor i's silence window; 0 when it is not checked.
+func (e *Engine) SilentWindow(i int32) time.Duration {
+	return time.Duration(e.silentMS[i]) * time.Millisecond
+}
+
+// Eval applies reading r to its sensor's rules and appends the transitions
+// it causes to out, usually none.
+//
+//   - Any reading, whatever its quality, shows that the sensor is heard
+//     from; a live one ends an `offline` condition. A late (replayed)
+//     reading does not: it says the sensor was alive then, not that it is
+//     now, and ending offline on it would let the next Tick raise it again
+//     in the middle of a replay.
+//   - A bad reading, or one without a value, neither raises nor returns a
+//     threshold condition and leaves the delays running: a detector fault
+//     must not clear a gas alarm, and a single gap must not restart an
+//     on-delay. Uncertain readings with a value are evaluated: a detector
+//     saturated above its range is exactly when the alarm matters.
+//   - A reading not newer than the last one evaluated for its sensor is out
+//     of order: skipped for thresholds and counted (OutOfOrder). Gateways
+//     send their backlog oldest first, so this is rare; a reordering
+//     buffer can come when a gateway needs it.
+//   - Transitions carry the reading's TS and its Late mark. A raise comes
+//     with the reading that completes the on-delay (when the alarm became
+//     due), not the one that started the crossing.
+func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transition {
+	i := r.SensorIdx
+	if i < 0 || int(i) >= len(e.st) {
+		e.unknown.Add(1)
+		return out
+	}
+	st := &e.st[i]
+	if r.TS > st.heard {
+		st.heard = r.TS
+	}
+	if st.offline && !r.Late {
+		st.offline = false
+		out = append(out, model.Transition{
+			Sensor: i, Rule: model.Silent, Class: model.ClassOffline,
+			Value: r.Value, Limit: float64(e.silentMS[i]) / 1000, TS: r.TS,
+		})
+	}
+	// v != v is NaN: telemetry rejects non-finite values, but a NaN here
+	// would compare as "inside every limit" and return alarms.
+	if r.Quality == model.Bad || !r.HasValue || r.Value != r.Value {
+		return out
+	}
+	if r.TS <= st.lastTS {
+		e.outOfOrder.Add(1)
+		return out
+	}
+	st.lastTS = r.TS
+	rs := &e.rules[i]
+	out = step(&st.hi, rs, &highLimits, true, r, out)
+	out = step(&st.lo, rs, &lowLimits, false, r, out)
+	return out
+}
+
+// Tick raises `offline` for every sensor not heard from for its silence
+// window, as of now, and appends those transitions to out. Silence of a
+// sensor never heard from counts from its first Tick, so a restart does not
+// raise every sensor at once. Call it about once a poll period from the
+// goroutine that calls Eval.
+func (e *Engine) Tick(now time.Time, out []model.Transition) []model.Transition {
+	ms := now.UnixMilli()
+	for i := range e.st {
+		st := &e.st[i]
+		w := e.silentMS[i]
+		if w <= 0 || st.offline {
+			continue
+		}
+		if st.heard == never {
+			st.heard = ms
+			continue
+		}
+		if silent := ms - st.heard; silent >= w {
+			st.offline = true
+			out = append(out, model.Transition{
+				Sensor: int32(i), Rule: model.Silent, Class: model.ClassOffline, Active: true,
+				Value: float64(silent) / 1000, Limit: float64(w) / 1000, TS: ms,
+			})
+		}
+	}
+	return out
+}
+
+// Assume sets a sensor's condition as if t had been emitted, without
+// emitting anything. At start the wiring seeds the engine with the
+// conditions that the alarm log says are active, so that a value that
+// returned while the centre was down produces its return on the first
+// reading instead of leaving the alarm active for ever. Transitions it
+// cannot place (unknown sensor, a level no configured limit has) are
+// ignored and reported false.
+func (e *Engine) Assume(t model.Transition) bool {
+	if t.Sensor < 0 || int(t.Sensor) >= len(e.st) {
+		return false
+	}
+	st := &e.st[t.Sensor]
+	rs := &e.rules[t.Sensor]
+	switch t.Rule {
+	case model.Silent:
+		st.offline = t.Active
+		return true
+	case model.ThresholdHigh:
+		return assume(&st.hi, rs, &highLimits, t)
+	case model.ThresholdLow:
+		return assume(&st.lo, rs, &lowLimits, t)
+	}
+	return false
+}
+
+func assume(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, t model.Transition) bool {
+	if !t.Active {
+		*c = newCond()
+		return true
+	}
+	// The limit's value names the stage exactly; the level is the fallback
+	// when the limit was edited since.
+	for _, exact := range []bool{true, false} {
+		for s := int8(numStages - 1); s >= 1; s-- {
+			l := rs.Limits[kinds[s]]
+			if !l.Set {
+				continue
+			}
+			if (exact && l.Value == t.Limit) || (!exact && levelOf(l, kinds[s]) == t.Level) {
+				*c = newCond()
+				c.stage = s
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func levelOf(l model.Limit, k model.LimitKind) model.AlarmLevel {
+	if l.Level != model.NoLevel {
+		return l.Level
+	}
+	return k.DefaultLevel()
+}
+
+// raw is the stage the value stands at, with hysteresis: a stage at or
+// below the committed one is left only when the value is past its limit by
+// the deadband (below limit − deadband for high, above limit + deadband for
+// low). A limit is crossed when the value reaches it (GB/T 50493: 达到报警
+// 设定值).
+func raw(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high bool, v float64) int8 {
+	for s := int8(numStages - 1); s >= 1; s-- {
+		l := rs.Limits[kinds[s]]
+		if !l.Set {
+			continue
+		}
+		thr := l.Value
+		if high {
+			if c.stage >= s {
+				thr -= rs.Deadband
+			}
+			if v >= thr {
+				return s
+			}
+		} else {
+			if c.stage >= s {
+				thr += rs.Deadband
+			}
+			if v <= thr {
+				return s
+			}
+		}
+	}
+	return 0
+}
+
+// step advances one direction of one sensor by one reading.
+//
+// A rise (to a higher stage) waits for the on-delay: the reading's TS minus
+// the start of the run at or past that stage. A fall (a return, or HH back
+// to H) waits for the off-delay the same way. The highest stage whose delay
+// has passed wins, so a sustained jump straight past HH raises once at L2.
+func step(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high bool, r model.Reading, out []model.Transition) []model.Transition {
+	now := raw(c, rs, kinds, high, r.Value)
+	ts := r.TS
+	for s := int8(1); s < numStages; s++ {
+		if now >= s {
+			c.below[s] = never
+			if c.above[s] == never {
+				c.above[s] = ts
+			}
+		} else {
+			c.above[s] = never
+			if c.below[s] == never {
+				c.below[s] = ts
+			}
+		}
+	}
+	next := c.stage
+	for s := int8(numStages - 1); s > c.stage; s-- {
+		if rs.Limits[kinds[s]].Set && c.above[s] != never && ts-c.above[s] >= rs.OnDelayMS {
+			next = s
+			break
+		}
+	}
+	if next == c.stage && now < c.stage {
+		for s := c.stage; s >= 1; s-- {
+			if !rs.Limits[kinds[s]].Set || (c.below[s] != never && ts-c.below[s] >= rs.OffDelayMS) {
+				next = s - 1
+				continue
+			}
+			break
+		}
+	}
+	if next == c.stage {
+		return out
+	}
+	rule := model.ThresholdHigh
+	if !high {
+		rule = model.ThresholdLow
+	}
+	t := model.Transition{Sensor: r.SensorIdx, Rule: rule, Class: model.ClassAlarm, Value: r.Value, TS: ts, Late: r.Late}
+	if next > 0 {
+		l := rs.Limits[kinds[next]]
+		t.Active, t.Level, t.Limit = true, levelOf(l, kinds[next]), l.Value
+	} else {
+		// A return names the level that ended and the outermost limit,
+		// the one the value is now back inside of.
+		t.Level = levelOf(rs.Limits[kinds[c.stage]], kinds[c.stage])
+		for s := int8(1); s < numStages; s++ {
+			if l := rs.Limits[kinds[s]]; l.Set {
+				t.Limit = l.Value
+				break
+			}
+		}
+	}
+	c.stage = next
+	return append(out, t)
+}
