@@ -59,7 +59,7 @@ type Manager struct {
 	// Owned by the Run goroutine.
 	slots  []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
 	global uint64
-	scope  [3]map[string]uint64 // enterprise, park, county → last seq
+	scope  [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
 
 	// mu publishes what the owner changes: the owner writes alarms and
 	// lastSeq under it (and reads them without it: nobody else writes),
@@ -299,6 +299,10 @@ func (m *Manager) Conditions() []model.Transition {
 type Snapshot struct {
 	Seq    uint64
 	Alarms []Alarm
+	// Scopes holds the last seq of each scope as of Seq, keyed
+	// "enterprise:ID", "park:ID" and "county:ID": the N of a WebSocket
+	// snapshot for a client of that scope.
+	Scopes map[string]uint64
 }
 
 // Subscribe returns a channel of events, each delivered after it is
@@ -324,7 +328,12 @@ func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func
 	m.mu.Lock()
 	var sn Snapshot
 	if snap {
-		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked()}
+		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked(), Scopes: map[string]uint64{}}
+		for i, kind := range [3]string{"enterprise", "park", "county"} {
+			for id, seq := range m.scope[i] {
+				sn.Scopes[kind+":"+id] = seq
+			}
+		}
 	}
 	if m.stopped {
 		close(s.ch)
@@ -460,15 +469,17 @@ func (m *Manager) apply(ev Event, deliver bool) {
 		Value: a.Value, User: ev.User, Comment: ev.Comment, Late: ev.Late,
 	})
 	m.global = max(m.global, ev.Seq.Global)
+	if si, ok := m.o.Plant.SensorIndex(a.Source.Sensor); ok && a.Rule < model.NumRuleKinds {
+		m.slots[slot(si, a.Rule)] = a.ID
+	}
+	m.mu.Lock()
+	// The scope counters are written under mu too, so that a snapshot can
+	// say the last seq of each scope it includes.
 	for i, id := range m.scopeIDs(a.Source) {
 		if id != "" {
 			m.scope[i][id] = max(m.scope[i][id], *m.scopeSeq(&ev.Seq, i))
 		}
 	}
-	if si, ok := m.o.Plant.SensorIndex(a.Source.Sensor); ok && a.Rule < model.NumRuleKinds {
-		m.slots[slot(si, a.Rule)] = a.ID
-	}
-	m.mu.Lock()
 	m.alarms[a.ID] = a
 	m.lastSeq = m.global
 	if deliver {

@@ -529,9 +529,19 @@ func TestSubscribeSnapshot(t *testing.T) {
 		if snap.Seq != 2 || len(snap.Alarms) != 2 || snap.Alarms[0].Kind != model.GasToxic {
 			t.Fatalf("snapshot seq %d with %d alarms", snap.Seq, len(snap.Alarms))
 		}
+		// One event in each enterprise, both in park p01 and county c01.
+		for scope, want := range map[string]uint64{"enterprise:e01": 1, "enterprise:e02": 1, "park:p01": 2, "county:c01": 2} {
+			if got := snap.Scopes[scope]; got != want {
+				t.Errorf("snapshot seq of %s = %d, want %d", scope, got, want)
+			}
+		}
 		submit(t, m, ret(t, "e02-GT-201", model.ThresholdHigh, 3, now))
-		if ev := next(t, evs); ev.Seq.Global != snap.Seq+1 {
+		ev := next(t, evs)
+		if ev.Seq.Global != snap.Seq+1 {
 			t.Fatalf("first event after the snapshot: %d, want %d", ev.Seq.Global, snap.Seq+1)
+		}
+		if ev.Seq.Enterprise != snap.Scopes["enterprise:e02"]+1 || ev.Seq.Park != snap.Scopes["park:p01"]+1 {
+			t.Errorf("scope seqs after the snapshot: %+v", ev.Seq)
 		}
 	})
 }
