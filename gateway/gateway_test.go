@@ -1,0 +1,223 @@
+package gateway_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"hazardwatch/configs"
+	"hazardwatch/gateway"
+	"hazardwatch/gateway/sim"
+	"hazardwatch/internal/chem"
+	"hazardwatch/internal/config"
+	"hazardwatch/internal/model"
+	"hazardwatch/internal/telemetry"
+)
+
+// broker starts a plain MQTT broker on a free loopback port.
+func broker(t *testing.T) string {
+	t.Helper()
+	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := s.AddListener(l); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	t.Cleanup(func() { _ = s.Close() })
+	return "tcp://" + l.Address()
+}
+
+// collector subscribes to a gateway's topics and decodes what arrives.
+type collector struct {
+	mu       sync.Mutex
+	dec      *telemetry.Decoder
+	messages []telemetry.Message
+	status   []telemetry.Status
+}
+
+func collect(t *testing.T, url string, p *model.Plant) *collector {
+	t.Helper()
+	c := &collector{dec: telemetry.NewDecoder(p, telemetry.Options{})}
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("collector"))
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("collector connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(100) })
+	tok := cl.Subscribe("hw/v1/+/+/+", 1, func(_ mqtt.Client, m mqtt.Message) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		tp, err := telemetry.ParseTopic(m.Topic())
+		if err != nil {
+			t.Errorf("topic %q: %v", m.Topic(), err)
+			return
+		}
+		if tp.Kind == telemetry.TopicStatus {
+			st, err := telemetry.DecodeStatus(m.Payload())
+			if err != nil {
+				t.Errorf("status: %v", err)
+			}
+			c.status = append(c.status, st)
+			return
+		}
+		var msg telemetry.Message
+		if err := c.dec.Decode(m.Topic(), m.Payload(), time.Now(), 0, &msg); err != nil {
+			t.Errorf("telemetry rejected: %v", err)
+			return
+		}
+		if len(msg.Rejected) > 0 {
+			t.Errorf("readings rejected: %+v", msg.Rejected)
+		}
+		c.messages = append(c.messages, msg)
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return c
+}
+
+// wait polls cond until it holds or the deadline passes.
+func wait(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGatewayEndToEnd polls the simulated devices of gw-e01-1 over real
+// Modbus TCP and publishes over real MQTT: every sensor arrives each cycle
+// with the value the device holds; an exception and a silent device give
+// q bad with their reason, never a value; the retained status says online,
+// then offline when the gateway stops.
+func TestGatewayEndToEnd(t *testing.T) {
+	ref, err := chem.Load(configs.Reference())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Plant
+	gi, _ := p.GatewayIndex("gw-e01-1")
+	listen := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		listen["gw-e01-1/"+d.ID] = "127.0.0.1:0"
+	}
+	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addrs := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		addrs[d.ID] = s.Addr("gw-e01-1", d.ID)
+	}
+	url := broker(t)
+	col := collect(t, url, p)
+
+	var mine []string
+	for _, sn := range p.Sensors {
+		if sn.Gateway == gi {
+			mine = append(mine, sn.ID)
+		}
+	}
+	pinned := mine[0]
+	if err := s.Set(pinned, 1.25); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: url, DeviceAddr: addrs, PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, gstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+
+	last := func() (telemetry.Message, int) {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		if len(col.messages) == 0 {
+			return telemetry.Message{}, 0
+		}
+		return col.messages[len(col.messages)-1], len(col.messages)
+	}
+	wait(t, "two telemetry messages", 15*time.Second, func() bool { _, n := last(); return n >= 2 })
+	m, _ := last()
+	if len(m.Readings) != len(mine) || m.Boot != g.Boot() || m.Seq < 2 {
+		t.Fatalf("message: %d readings (want %d), boot %q seq %d", len(m.Readings), len(mine), m.Boot, m.Seq)
+	}
+	pi, _ := p.SensorIndex(pinned)
+	for _, r := range m.Readings {
+		if r.Quality != model.Good {
+			t.Errorf("%s: quality %s %s", p.Sensors[r.SensorIdx].ID, r.Quality, r.Reason)
+		}
+		if want, _ := s.Value(p.Sensors[r.SensorIdx].ID); r.SensorIdx == pi && r.Value != want {
+			t.Errorf("%s = %v, device holds %v", pinned, r.Value, want)
+		}
+	}
+
+	// A Modbus exception on the pinned sensor's device: q bad exception_04
+	// for its sensors, no value.
+	dev := p.Gateways[gi].Devices[p.Sensors[pi].Device].ID
+	s.SetException("gw-e01-1", dev, 4)
+	wait(t, "exception readings", 15*time.Second, func() bool {
+		m, _ := last()
+		for _, r := range m.Readings {
+			if r.SensorIdx == pi {
+				return r.Quality == model.Bad && r.Reason == model.ModbusException(4) && !r.HasValue
+			}
+		}
+		return false
+	})
+	s.SetException("gw-e01-1", dev, 0)
+	s.SetSilent("gw-e01-1", dev, true)
+	wait(t, "timeout readings", 20*time.Second, func() bool {
+		m, _ := last()
+		for _, r := range m.Readings {
+			if r.SensorIdx == pi {
+				return r.Quality == model.Bad && r.Reason == model.ReasonTimeout && !r.HasValue
+			}
+		}
+		return false
+	})
+	s.SetSilent("gw-e01-1", dev, false)
+	wait(t, "good readings again", 20*time.Second, func() bool {
+		m, _ := last()
+		for _, r := range m.Readings {
+			if r.SensorIdx == pi {
+				return r.Quality == model.Good && r.Value == 1.25
+			}
+		}
+		return false
+	})
+
+	gstop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wait(t, "offline status", 5*time.Second, func() bool {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		n := len(col.status)
+		return n > 0 && col.status[n-1].State == telemetry.StateOffline && col.status[0].State == telemetry.StateOnline
+	})
+}
