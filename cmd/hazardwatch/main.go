@@ -28,8 +28,8 @@ type command struct {
 var commands = map[string]command{
 	"demo":     {"run the demo plant end to end on embedded defaults", runDemo},
 	"serve":    {"run the centre: broker, ingest, rules, alarms, API and web UI", notBuilt("serve", "#3")},
-	"gateway":  {"run an edge gateway: poll Modbus devices, publish over MQTT", notBuilt("gateway", "#3")},
-	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", notBuilt("simulate", "#3")},
+	"gateway":  {"run an edge gateway: poll Modbus devices, publish over MQTT", runGateway},
+	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", runSimulate},
 	"check":    {"validate plant and rule files and print a summary", runCheck},
 	"token":    {"create, list and revoke API tokens", runToken},
 }
