@@ -1,0 +1,326 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"hazardwatch/alerting"
+	"hazardwatch/internal/auth"
+	"hazardwatch/internal/model"
+)
+
+// maxProbes bounds the Get calls of one state=all listing (see allAlarms).
+const maxProbes = 200_000
+
+func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	q := r.URL.Query()
+	limit, ok := parseLimit(w, q)
+	if !ok {
+		return
+	}
+	all := false
+	switch q.Get("state") {
+	case "", "active":
+	case "all":
+		all = true
+	default:
+		writeError(w, http.StatusBadRequest, "state 须为 active 或 all / state must be active or all")
+		return
+	}
+	// A filter is a scope the caller asks for: it must lie inside the
+	// token's (403 otherwise, as for the WebSocket), never silently
+	// narrowed to it. The token's scope is the first filter; an alarm must
+	// pass them all.
+	filters := []auth.Scope{tok.Scope}
+	for _, kind := range []string{"enterprise", "park"} {
+		v := q.Get(kind)
+		if v == "" {
+			continue
+		}
+		sc := auth.Scope{Kind: kind, ID: v}
+		in, known := within(s.plant, tok.Scope, sc)
+		if !known {
+			writeError(w, http.StatusBadRequest, "范围不存在 / no such "+kind+": "+v)
+			return
+		}
+		if !in {
+			writeError(w, http.StatusForbidden, msgForbidden)
+			return
+		}
+		filters = append(filters, sc)
+	}
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since 不是 RFC 3339 时间 / since is not an RFC 3339 time: "+v)
+			return
+		}
+		since = t
+	}
+	var after *alarmKey
+	if c := q.Get("cursor"); c != "" {
+		var k alarmKey
+		if err := decodeCursor(c, "alarms", &k); err != nil {
+			writeError(w, http.StatusBadRequest, "游标无效 / bad cursor")
+			return
+		}
+		after = &k
+	}
+
+	var alarms []alerting.Alarm
+	if all {
+		alarms = s.allAlarms(filters)
+	} else {
+		alarms = s.o.Alarms.Active()
+	}
+	type keyed struct {
+		k alarmKey
+		a alerting.Alarm
+	}
+	var sel []keyed
+	for _, a := range alarms {
+		if !s.coversAlarm(tok, a) || !inScopes(filters, a.Source) || (!since.IsZero() && lastChange(a).Before(since)) {
+			continue
+		}
+		k := keyOf(a)
+		if after != nil && k.compare(*after) <= 0 {
+			continue
+		}
+		sel = append(sel, keyed{k, a})
+	}
+	slices.SortFunc(sel, func(a, b keyed) int { return a.k.compare(b.k) })
+	out := list[alerting.Alarm]{Items: []alerting.Alarm{}}
+	for _, x := range sel {
+		if len(out.Items) == limit {
+			out.Next = encodeCursor("alarms", keyOf(out.Items[len(out.Items)-1]))
+			break
+		}
+		// A list carries no histories: GET /alarms/{id} has the full one.
+		x.a.History = nil
+		out.Items = append(out.Items, x.a)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// allAlarms is the first cut of state=all: the Manager lists only open
+// alarms, so closed ones are found by their ids. An alarm id is
+// sensor.rule.occurrence with occurrences counted from 1 without gaps per
+// (sensor, rule) (alerting.Alarm.ID), and the Manager keeps every alarm
+// since its log began; Get is asked for each in turn until one is missing.
+// The cost grows with every alarm ever raised in scope and is paid on every
+// page; maxProbes bounds it. A history store of alarm events (issue #8)
+// should replace this.
+func (s *Server) allAlarms(filters []auth.Scope) []alerting.Alarm {
+	out := s.o.Alarms.Active()
+	seen := make(map[string]bool, len(out))
+	for _, a := range out {
+		seen[a.ID] = true
+	}
+	probes := 0
+	for i := range s.plant.Sensors {
+		sn := &s.plant.Sensors[i]
+		if !s.coversAll(filters, sn.Enterprise) {
+			continue
+		}
+		for rule := range model.NumRuleKinds {
+			prefix := sn.ID + "." + rule.String() + "."
+			for occ := 1; ; occ++ {
+				if probes++; probes > maxProbes {
+					s.log.Warn("api: alarm listing cut short: too many alarms to look up", "probes", maxProbes)
+					return out
+				}
+				a, ok := s.o.Alarms.Get(prefix + strconv.Itoa(occ))
+				if !ok {
+					break
+				}
+				if !seen[a.ID] {
+					seen[a.ID] = true
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// coversAll reports whether every scope covers enterprise e.
+func (s *Server) coversAll(scopes []auth.Scope, e int32) bool {
+	for _, sc := range scopes {
+		if sc.Kind != "all" && !sc.Covers(s.plant, e) {
+			return false
+		}
+	}
+	return true
+}
+
+func inScopes(scopes []auth.Scope, src alerting.Source) bool {
+	for _, sc := range scopes {
+		if !inScope(sc, src) {
+			return false
+		}
+	}
+	return true
+}
+
+// inScope reports whether an alarm from src lies in scope sc, by the ids
+// the Manager gave it (the ones its per-scope sequence numbers count).
+func inScope(sc auth.Scope, src alerting.Source) bool {
+	switch sc.Kind {
+	case "all":
+		return true
+	case "enterprise":
+		return src.Enterprise == sc.ID
+	case "park":
+		return src.Park == sc.ID
+	case "county":
+		return src.County == sc.ID
+	}
+	return false
+}
+
+// lastChange is when the alarm last had an event: what since= filters on,
+// so that a client can poll for what changed.
+func lastChange(a alerting.Alarm) time.Time {
+	if n := len(a.History); n > 0 {
+		return a.History[n-1].At
+	}
+	t := a.RaisedAt
+	for _, u := range []time.Time{a.AckedAt, a.ReturnedAt, a.ClearedAt} {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// alarmKey orders a list and is its cursor: open before closed, then as
+// the Manager's Active (priority, toxic gas first, newest first), then id.
+// A cursor is a position in that order, so an alarm raised while a client
+// pages does not shift what it has not seen yet.
+type alarmKey struct {
+	Closed   int    `json:"c"`
+	Priority int    `json:"p"`
+	Toxic    int    `json:"t"`
+	Raised   int64  `json:"r"`
+	ID       string `json:"i"`
+}
+
+func keyOf(a alerting.Alarm) alarmKey {
+	k := alarmKey{Priority: a.Priority, Toxic: 1, Raised: a.RaisedAt.UnixNano(), ID: a.ID}
+	if a.State == model.StateNormal {
+		k.Closed = 1
+	}
+	if a.Kind == model.GasToxic {
+		k.Toxic = 0
+	}
+	return k
+}
+
+func (a alarmKey) compare(b alarmKey) int {
+	return cmp.Or(
+		cmp.Compare(a.Closed, b.Closed),
+		cmp.Compare(a.Priority, b.Priority),
+		cmp.Compare(a.Toxic, b.Toxic),
+		cmp.Compare(b.Raised, a.Raised),
+		strings.Compare(a.ID, b.ID),
+	)
+}
+
+func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	a, ok := s.o.Alarms.Get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "报警不存在 / no such alarm")
+		return
+	}
+	if !s.coversAlarm(tok, a) {
+		writeError(w, http.StatusForbidden, msgForbidden)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+// ackAlarm acknowledges. The answer comes after the Manager has made the
+// event durable, and is the alarm as it is then.
+func (s *Server) ackAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	id := r.PathValue("id")
+	a, ok := s.o.Alarms.Get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "报警不存在 / no such alarm")
+		return
+	}
+	if !s.coversAlarm(tok, a) || !mayAck(tok) {
+		writeError(w, http.StatusForbidden, msgForbidden)
+		return
+	}
+	var req struct {
+		Comment string `json:"comment"`
+	}
+	if !readBody(w, r, s.o.MaxBody, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ackTimeout)
+	defer cancel()
+	user := actor(tok)
+	err := s.o.Alarms.Ack(ctx, id, user, req.Comment)
+	switch {
+	case err == nil:
+	case errors.Is(err, alerting.ErrNotFound):
+		writeError(w, http.StatusNotFound, "报警不存在 / no such alarm")
+		return
+	case errors.Is(err, alerting.ErrNotAckable):
+		cur, _ := s.o.Alarms.Get(id)
+		writeError(w, http.StatusConflict, "当前状态不可确认 / not ackable in state "+cur.State.String())
+		return
+	case errors.Is(err, alerting.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "确认无效 / invalid acknowledgement: "+strings.TrimPrefix(err.Error(), "alerting: "))
+		return
+	case errors.Is(err, alerting.ErrStopped), errors.Is(err, context.DeadlineExceeded):
+		// A timed-out acknowledgement may still take effect (the Manager
+		// may have taken it): say so rather than "failed".
+		writeError(w, http.StatusServiceUnavailable, "报警服务繁忙，确认结果未知，请刷新 / alarm service unavailable: the acknowledgement may or may not have taken effect")
+		return
+	case errors.Is(err, context.Canceled):
+		return // the client has gone
+	default:
+		s.log.Error("api: acknowledgement failed", "alarm", id, "user", user, "err", err)
+		writeError(w, http.StatusInternalServerError, "确认失败 / acknowledgement failed")
+		return
+	}
+	s.log.Info("api: alarm acknowledged", "alarm", id, "user", user, "role", tok.Role, "token", tok.ID)
+	a, _ = s.o.Alarms.Get(id)
+	writeJSON(w, http.StatusOK, a)
+}
+
+// readBody decodes a JSON object of at most max bytes into v: unknown
+// fields and trailing data are 400 (a mistyped field must not pass
+// silently on a safety action), too large is 413, an empty body is {}.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, max)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if err = dec.Decode(new(json.RawMessage)); err == io.EOF {
+			return true
+		} else if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+	} else if err == io.EOF {
+		return true
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		writeError(w, http.StatusRequestEntityTooLarge, "请求体过大 / request body too large: at most "+strconv.FormatInt(max, 10)+" bytes")
+		return false
+	}
+	writeError(w, http.StatusBadRequest, "请求体无效 / bad request body: "+err.Error())
+	return false
+}

@@ -1,0 +1,506 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"hazardwatch/alerting"
+	"hazardwatch/configs"
+	"hazardwatch/internal/auth"
+	"hazardwatch/internal/chem"
+	"hazardwatch/internal/config"
+	"hazardwatch/internal/model"
+	"hazardwatch/internal/store"
+)
+
+// demo is the demo plant and rules, loaded once.
+var demo *config.Config
+
+func TestMain(m *testing.M) {
+	ref, err := chem.Load(configs.Reference())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if demo, err = config.LoadFS(configs.Demo(), ".", "configs/demo", ref); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// twoParks is the demo plant with e03 moved into a second park of a second
+// county. The demo has one park and one county, so a park operator and a
+// county officer would otherwise have nothing foreign to be refused.
+func twoParks(p *model.Plant) *model.Plant {
+	q := *p
+	q.Counties = append(slices.Clone(p.Counties), model.County{ID: "c02", Name: "邻县"})
+	q.Parks = append(slices.Clone(p.Parks), model.Park{ID: "p02", Name: "邻县化工园区", County: int32(len(q.Counties) - 1)})
+	q.Enterprises = slices.Clone(p.Enterprises)
+	e03, _ := p.EnterpriseIndex("e03")
+	q.Enterprises[e03].Park = int32(len(q.Parks) - 1)
+	q.Index()
+	return &q
+}
+
+// memLog is an alerting.Log in memory.
+type memLog struct {
+	mu  sync.Mutex
+	evs []alerting.Event
+}
+
+func (l *memLog) Append(ctx context.Context, ev alerting.Event) (alerting.Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evs = append(l.evs, ev)
+	ev.LogSeq = uint64(len(l.evs))
+	return ev, nil
+}
+
+func (l *memLog) Replay(ctx context.Context, fn func(alerting.Event) error) error {
+	l.mu.Lock()
+	evs := slices.Clone(l.evs)
+	l.mu.Unlock()
+	for _, ev := range evs {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fakeLatest holds the newest reading per sensor.
+type fakeLatest struct {
+	mu sync.Mutex
+	r  map[int32]model.Reading
+}
+
+func (f *fakeLatest) Latest(s int32) (model.Reading, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.r[s]
+	return r, ok
+}
+
+func (f *fakeLatest) set(r model.Reading) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.r[r.SensorIdx] = r
+}
+
+// feed is Readings with one subscriber and an unbuffered channel: a send
+// returns when the hub has taken the batch, and a second send returns only
+// after the hub has finished with the first.
+type feed struct{ ch chan []model.Reading }
+
+func (f *feed) SubscribeReadings(int) (<-chan []model.Reading, func()) { return f.ch, func() {} }
+
+func (f *feed) send(t *testing.T, rs ...model.Reading) {
+	t.Helper()
+	select {
+	case f.ch <- rs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hub did not take a readings batch")
+	}
+}
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is a running API on loopback over a real Manager, history store and
+// token store.
+type env struct {
+	t      *testing.T
+	plant  *model.Plant
+	mgr    *alerting.Manager
+	tokens *auth.Store
+	hist   *store.Store
+	latest *fakeLatest
+	feed   *feed
+	clock  *clock
+	reg    *prometheus.Registry
+	srv    *Server
+	ts     *httptest.Server
+	tok    map[string]string // token name → plain token
+}
+
+// tokenNames are the callers of the authorisation table; the first four
+// are valid.
+var tokenNames = []string{"e01", "p01", "c01", "admin", "revoked", "expired", "wrong", "malformed", "missing"}
+
+func newEnv(t *testing.T, tune func(*Options)) *env {
+	t.Helper()
+	e := &env{
+		t: t, plant: twoParks(demo.Plant),
+		latest: &fakeLatest{r: map[int32]model.Reading{}},
+		feed:   &feed{ch: make(chan []model.Reading)},
+		clock:  &clock{t: time.Now()},
+		reg:    prometheus.NewRegistry(),
+		tok:    map[string]string{},
+	}
+	var err error
+	e.mgr, err = alerting.New(alerting.Options{Plant: e.plant, Rules: demo.Rules, Log: &memLog{}, Queue: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- e.mgr.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Manager.Run: %v", err)
+		}
+	})
+	<-e.mgr.Ready()
+
+	if e.hist, err = store.Open(store.Options{Dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.hist.Close() })
+
+	e.tokens, err = auth.Open(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	mk := func(name string, role auth.Role, scope string, ttl time.Duration, at time.Time) auth.Token {
+		sc, err := auth.ParseScope(scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, tok, err := e.tokens.Create(name, role, sc, ttl, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tok[name] = plain
+		return tok
+	}
+	mk("e01", auth.Operator, "enterprise:e01", 0, now)
+	mk("p01", auth.Operator, "park:p01", 0, now)
+	mk("c01", auth.Officer, "county:c01", 0, now)
+	mk("admin", auth.Admin, "all", 0, now)
+	rv := mk("revoked", auth.Admin, "all", 0, now)
+	if err := e.tokens.Revoke(rv.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	mk("expired", auth.Admin, "all", time.Minute, now.Add(-time.Hour))
+	e.tok["wrong"] = "hw_" + strings.Repeat("A", 43)
+	e.tok["malformed"] = "not a token!"
+	e.tok["missing"] = ""
+
+	o := Options{
+		Plant: e.plant, Rules: demo.Rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
+		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
+	}
+	if tune != nil {
+		tune(&o)
+	}
+	if e.srv, err = New(o); err != nil {
+		t.Fatal(err)
+	}
+	srv, ts := e.srv, httptest.NewServer(e.srv.Handler())
+	e.ts = ts
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+		ts.Close()
+	})
+	waitFor(t, "the hub to subscribe", func() bool { return e.srv.hub.ready(context.Background()) == nil })
+	return e
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (e *env) sensor(id string) int32 {
+	e.t.Helper()
+	i, ok := e.plant.SensorIndex(id)
+	if !ok {
+		e.t.Fatalf("no sensor %s", id)
+	}
+	return i
+}
+
+// sensorsOf returns the ids of enterprise ent's sensors, in plant order.
+func (e *env) sensorsOf(ent string) []string {
+	var out []string
+	for _, s := range e.plant.Sensors {
+		if e.plant.Enterprises[s.Enterprise].ID == ent {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// transition builds a high-limit transition of sensor id.
+func (e *env) transition(id string, active bool) model.Transition {
+	return model.Transition{
+		Sensor: e.sensor(id), Rule: model.ThresholdHigh, Class: model.ClassAlarm, Level: model.L1,
+		Active: active, Value: 99, Limit: 1, TS: time.Now().UnixMilli(),
+	}
+}
+
+func (e *env) submit(ts ...model.Transition) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.mgr.Submit(ctx, ts...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// raise raises the high alarm of sensor id and returns it once the Manager
+// has it.
+func (e *env) raise(id string) alerting.Alarm {
+	e.t.Helper()
+	e.submit(e.transition(id, true))
+	var a alerting.Alarm
+	waitFor(e.t, "alarm of "+id, func() bool {
+		for _, x := range e.mgr.Active() {
+			if x.Source.Sensor == id && x.Rule == model.ThresholdHigh && x.State == model.StateUnackActive {
+				a = x
+				return true
+			}
+		}
+		return false
+	})
+	return a
+}
+
+// do sends a request as token name and decodes the JSON answer into out
+// (when not nil). It returns the status and the raw body.
+func (e *env) do(method, path, name string, body string, out any) (int, string) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if tok := e.tok[name]; tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := e.ts.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && path != "/metrics" && !strings.HasPrefix(ct, "text/") {
+		e.t.Errorf("%s %s: Content-Type %q", method, path, ct)
+	}
+	if res.StatusCode >= 400 {
+		var eb errorBody
+		if err := json.Unmarshal(b, &eb); err != nil || eb.Error == "" {
+			e.t.Errorf("%s %s: %d with body %q, want {\"error\":…}", method, path, res.StatusCode, b)
+		}
+	}
+	if out != nil && res.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+	return res.StatusCode, string(b)
+}
+
+// metric returns the value of a counter or gauge of the registry, 0 when
+// absent.
+func (e *env) metric(name string, labels ...string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// wsFrame is any server frame.
+type wsFrame struct {
+	Type     string        `json:"type"`
+	Seq      uint64        `json:"seq"`
+	Event    string        `json:"event"`
+	Resumed  bool          `json:"resumed"`
+	Reset    bool          `json:"reset"`
+	Alarms   []alarmView   `json:"alarms"`
+	Alarm    *alarmView    `json:"alarm"`
+	Readings []readingView `json:"readings"`
+	Error    string        `json:"error"`
+}
+
+type alarmView struct {
+	ID     string          `json:"id"`
+	State  string          `json:"state"`
+	Source alerting.Source `json:"source"`
+}
+
+type readingView struct {
+	Sensor string   `json:"sensor"`
+	TS     string   `json:"ts"`
+	V      *float64 `json:"v"`
+	Q      string   `json:"q"`
+}
+
+type wsClient struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+// dial opens a WebSocket as token name (in ?token=) and sends sub unless
+// it is nil.
+func (e *env) dial(name string, sub any) *wsClient {
+	e.t.Helper()
+	return e.dialWith(websocket.DefaultDialer, name, sub)
+}
+
+func (e *env) dialWith(d *websocket.Dialer, name string, sub any) *wsClient {
+	e.t.Helper()
+	u := "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/api/v1/ws?token=" + url.QueryEscape(e.tok[name])
+	c, res, err := d.Dial(u, nil)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		e.t.Fatalf("dial as %s: %v (HTTP %d)", name, err, status)
+	}
+	w := &wsClient{t: e.t, c: c}
+	e.t.Cleanup(func() { c.Close() })
+	if sub != nil {
+		if err := c.WriteJSON(sub); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// next reads the next frame, failing the test after 10 s.
+func (w *wsClient) next() wsFrame {
+	w.t.Helper()
+	f, err := w.read(10 * time.Second)
+	if err != nil {
+		w.t.Fatalf("reading a frame: %v", err)
+	}
+	return f
+}
+
+func (w *wsClient) read(d time.Duration) (wsFrame, error) {
+	_ = w.c.SetReadDeadline(time.Now().Add(d))
+	_, b, err := w.c.ReadMessage()
+	if err != nil {
+		return wsFrame{}, err
+	}
+	var f wsFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		w.t.Fatalf("frame %s: %v", b, err)
+	}
+	return f, nil
+}
+
+// nextAlarm reads frames up to the next alarm frame, skipping readings.
+func (w *wsClient) nextAlarm() wsFrame {
+	w.t.Helper()
+	for {
+		f := w.next()
+		if f.Type != "readings" {
+			if f.Type != "alarm" {
+				w.t.Fatalf("frame %+v, want an alarm", f)
+			}
+			return f
+		}
+	}
+}
+
+// closeCode reads until the connection ends and returns the close code
+// the server sent.
+func (w *wsClient) closeCode() int {
+	w.t.Helper()
+	for {
+		_, err := w.read(10 * time.Second)
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce.Code
+		}
+		w.t.Fatalf("connection ended with %v, want a close frame", err)
+	}
+}
