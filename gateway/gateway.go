@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -53,10 +54,11 @@ type Gateway struct {
 	period  time.Duration
 	log     *slog.Logger
 
-	seq     uint64
-	pending [][]byte // messages not yet acknowledged, oldest first
-	dropped int
-	outs    [][]telemetry.Out // per device, reused every cycle
+	seq       uint64
+	published atomic.Uint64 // messages the broker acknowledged
+	pending   [][]byte      // messages not yet acknowledged, oldest first
+	dropped   int
+	outs      [][]telemetry.Out // per device, reused every cycle
 }
 
 // New plans the gateway's polls; nothing connects until Run.
@@ -113,6 +115,9 @@ func New(o Options) (*Gateway, error) {
 	g.boot = hex.EncodeToString(b[:])
 	return g, nil
 }
+
+// Published is how many messages the broker has acknowledged.
+func (g *Gateway) Published() uint64 { return g.published.Load() }
 
 // Boot is this process's boot id (SPEC §2).
 func (g *Gateway) Boot() string { return g.boot }
@@ -223,5 +228,6 @@ func (g *Gateway) flush(ctx context.Context, c mqtt.Client, topic string) {
 		}
 		g.pending[0] = nil
 		g.pending = g.pending[1:]
+		g.published.Add(1)
 	}
 }

@@ -27,7 +27,7 @@ type command struct {
 
 var commands = map[string]command{
 	"demo":     {"run the demo plant end to end on embedded defaults", runDemo},
-	"serve":    {"run the centre: broker, ingest, rules, alarms, API and web UI", notBuilt("serve", "#3")},
+	"serve":    {"run the centre: broker, ingest, rules, alarms, API and web UI", runServe},
 	"gateway":  {"run an edge gateway: poll Modbus devices, publish over MQTT", runGateway},
 	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", runSimulate},
 	"check":    {"validate plant and rule files and print a summary", runCheck},
@@ -115,17 +115,6 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool
 // dataDirFlag adds the --data-dir flag every stateful command shares.
 func dataDirFlag(fs *flag.FlagSet) *string {
 	return fs.String("data-dir", "hazardwatch-data", "folder for state: stored readings, alarms, tokens")
-}
-
-func notBuilt(name, issue string) func([]string, io.Writer, io.Writer) int {
-	return func(args []string, stdout, stderr io.Writer) int {
-		fs := newFlags(name, "", "Not built yet: it comes with issue "+issue+".", stderr)
-		if code, ok := parse(fs, args, stdout); !ok {
-			return code
-		}
-		fmt.Fprintf(stderr, "hazardwatch %s: not built yet (planned in issue %s); see README.md\n", name, issue)
-		return exitUsage
-	}
 }
 
 func version() string {

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"hazardwatch/gateway"
+	"hazardwatch/gateway/sim"
+	"hazardwatch/internal/model"
+)
+
+// The end-to-end tests run the real binary as the centre, so that it can be
+// killed with SIGKILL, and the simulator and a gateway in the test.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hazardwatch-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "hazardwatch")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// centreProc is a centre running as a child process.
+type centreProc struct {
+	cmd        *exec.Cmd
+	http, mqtt string
+	log        *bytes.Buffer
+}
+
+func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string) *centreProc {
+	t.Helper()
+	c := &centreProc{http: httpAddr, mqtt: mqttAddr, log: &bytes.Buffer{}}
+	c.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			_ = c.cmd.Process.Kill()
+			_ = c.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("centre log:\n%s", c.log.String())
+		}
+	})
+	waitFor(t, "the centre to be ready", 60*time.Second, func() bool {
+		res, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return c
+}
+
+func (c *centreProc) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func apiCall(t *testing.T, method, url, token string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(res.Body).Decode(out)
+	}
+	return res.StatusCode
+}
+
+type wsFrame struct {
+	Type   string            `json:"type"`
+	Seq    uint64            `json:"seq"`
+	Event  string            `json:"event"`
+	Alarm  map[string]any    `json:"alarm"`
+	Alarms []json.RawMessage `json:"alarms"`
+}
+
+// TestEndToEnd: a Modbus register crossing HH becomes exactly one alarm
+// (noise inside the deadband and a spike shorter than the on-delay raise
+// nothing); a WebSocket client sees it with the next seq; it is
+// acknowledged over HTTP; the centre is killed with SIGKILL right after the
+// 200 and started again: the alarm is there, acknowledged.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary")
+	}
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Plant
+	dataDir := t.TempDir()
+	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "e2e")
+	if code != exitOK {
+		t.Fatalf("token: %s", errOut)
+	}
+	token := strings.Fields(out)[3]
+	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
+
+	// The simulator serves every device of the plant, baselines only (so
+	// nothing alarms by itself), every gateway polls, and the test moves
+	// the tank level by hand.
+	const sensor = "e01-V101-LT" // H 2.20, HH 2.40, deadband 0.02, on-delay 3 s
+	listen := map[string]string{}
+	for _, gw := range p.Gateways {
+		for _, d := range gw.Devices {
+			listen[gw.ID+"/"+d.ID] = "127.0.0.1:0"
+		}
+	}
+	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Pin every sensor with limits inside them (the simulator's defaults
+	// know nothing of the rules).
+	for i, sn := range p.Sensors {
+		lim := cfg.Rules[i].Limits
+		lo, hi := sn.RangeMin, sn.RangeMax
+		if lim[model.L].Set {
+			lo = max(lo, lim[model.L].Value)
+		}
+		if lim[model.H].Set {
+			hi = min(hi, lim[model.H].Value)
+		}
+		if lim[model.L].Set || lim[model.H].Set {
+			if err := s.Set(sn.ID, (lo+hi)/2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Set(sensor, 2.10); err != nil {
+		t.Fatal(err)
+	}
+	gctx, gstop := context.WithCancel(ctx)
+	var gwg sync.WaitGroup
+	var g *gateway.Gateway // the tank's gateway
+	for _, gw := range p.Gateways {
+		addrs := map[string]string{}
+		for _, d := range gw.Devices {
+			addrs[d.ID] = s.Addr(gw.ID, d.ID)
+		}
+		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gw.ID == "gw-e01-1" {
+			g = one
+		}
+		gwg.Add(1)
+		go func() {
+			defer gwg.Done()
+			if err := one.Run(gctx); err != nil {
+				t.Errorf("gateway %s: %v", gw.ID, err)
+			}
+		}()
+	}
+	stopGateways := sync.OnceFunc(func() { gstop(); gwg.Wait() })
+	defer stopGateways()
+
+	// The level reaches the centre.
+	base := "http://" + httpAddr + "/api/v1"
+	waitFor(t, "the first readings", 30*time.Second, func() bool {
+		var page struct {
+			Items []struct {
+				ID    string   `json:"id"`
+				Value *float64 `json:"value"`
+			} `json:"items"`
+		}
+		apiCall(t, "GET", base+"/sensors?enterprise=e01&limit=1000", token, nil, &page)
+		for _, it := range page.Items {
+			if it.ID == sensor && it.Value != nil && *it.Value > 2.05 {
+				return true
+			}
+		}
+		return false
+	})
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+httpAddr+"/api/v1/ws?token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteJSON(map[string]any{"type": "subscribe"}); err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan wsFrame, 100)
+	go func() {
+		defer close(frames)
+		for {
+			var f wsFrame
+			if err := ws.ReadJSON(&f); err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	var snap wsFrame
+	select {
+	case snap = <-frames:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot")
+	}
+	if snap.Type != "snapshot" {
+		t.Fatalf("first frame %q, want snapshot", snap.Type)
+	}
+
+	// Noise inside the deadband below H, then a spike above HH shorter than
+	// the 3 s on-delay: nothing may be raised.
+	for _, v := range []float64{2.15, 2.19, 2.17, 2.19} {
+		_ = s.Set(sensor, v)
+		waitPolled(t, g, 1)
+	}
+	_ = s.Set(sensor, 2.55)
+	waitPolled(t, g, 1)
+	_ = s.Set(sensor, 2.10)
+	waitPolled(t, g, 4)
+	select {
+	case f := <-frames:
+		t.Fatalf("noise or a short spike raised something: %+v", f)
+	default:
+	}
+
+	// A sustained crossing of HH: exactly one alarm, at L2, with the next seq.
+	_ = s.Set(sensor, 2.50)
+	var raised wsFrame
+	select {
+	case raised = <-frames:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no alarm event for a sustained HH crossing")
+	}
+	if raised.Type != "alarm" || raised.Event != "raised" || raised.Seq != snap.Seq+1 {
+		t.Fatalf("event %s/%s seq %d, want alarm/raised seq %d", raised.Type, raised.Event, raised.Seq, snap.Seq+1)
+	}
+	src, _ := raised.Alarm["source"].(map[string]any)
+	if src["sensor"] != sensor || raised.Alarm["level"] != "L2" {
+		t.Fatalf("raised alarm %v", raised.Alarm)
+	}
+	id, _ := raised.Alarm["id"].(string)
+	waitPolled(t, g, 3)
+	select {
+	case f := <-frames:
+		t.Fatalf("a second event for one crossing: %+v", f)
+	default:
+	}
+
+	// Acknowledged over HTTP, then SIGKILL right after the 200.
+	var acked map[string]any
+	if code := apiCall(t, "POST", base+"/alarms/"+id+"/ack", token, map[string]string{"comment": "现场已确认 / checked on site"}, &acked); code != http.StatusOK {
+		t.Fatalf("ack: %d %v", code, acked)
+	}
+	centre.kill(t)
+	stopGateways()
+
+	startCentre(t, dataDir, httpAddr, mqttAddr)
+	var got map[string]any
+	if code := apiCall(t, "GET", base+"/alarms/"+id, token, nil, &got); code != http.StatusOK {
+		t.Fatalf("alarm after restart: %d %v", code, got)
+	}
+	if got["state"] != "ack_active" || got["acked_by"] != "e2e" {
+		t.Fatalf("after SIGKILL and restart the alarm is %v by %v, want ack_active by e2e", got["state"], got["acked_by"])
+	}
+}
+
+// waitPolled waits until the broker has acknowledged n more of the
+// gateway's messages: the centre holds those readings durably.
+func waitPolled(t *testing.T, g *gateway.Gateway, n uint64) {
+	t.Helper()
+	start := g.Published()
+	waitFor(t, "poll cycles", 20*time.Second, func() bool { return g.Published() >= start+n })
+}

@@ -1,0 +1,259 @@
+// Package centre wires the centre together: the embedded NATS JetStream,
+// ingest (broker, validation, dedup, group commit), the pipeline that feeds
+// rules, alarms and history from the READINGS stream, and the HTTP API with
+// its WebSocket and the control-room page. It starts the stages from the
+// store up and stops them from the sources down.
+package centre
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"hazardwatch/alerting"
+	"hazardwatch/ingest"
+	"hazardwatch/internal/api"
+	"hazardwatch/internal/auth"
+	"hazardwatch/internal/bus"
+	"hazardwatch/internal/config"
+	"hazardwatch/internal/store"
+	"hazardwatch/rules"
+)
+
+// Options configure the centre.
+type Options struct {
+	Config  *config.Config
+	DataDir string
+	// MQTTListen is the embedded broker's address (port 0: a free one);
+	// ExternalBroker, when set, replaces it (SPEC §2's external mode).
+	MQTTListen, ExternalBroker string
+	// HTTPListen is the API's address (port 0: a free one).
+	HTTPListen string
+	// Retention of the history store; default 30 days.
+	Retention time.Duration
+	Logger    *slog.Logger
+	Clock     func() time.Time
+}
+
+// Centre is a running centre.
+type Centre struct {
+	o        Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	bus      *bus.Server
+	nc       *nats.Conn
+	alarms   *alerting.Manager
+	hist     *store.Store
+	ingest   *ingest.Ingest
+	api      *api.Server
+	http     *http.Server
+	httpAddr string
+	tokens   *auth.Store
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+}
+
+// TokenFile is where the centre keeps its API tokens under the data directory.
+func TokenFile(dataDir string) string { return filepath.Join(dataDir, "tokens.json") }
+
+// Start starts every stage; on error, what was started is stopped again.
+func Start(ctx context.Context, o Options) (_ *Centre, err error) {
+	if o.Config == nil || o.Config.Plant == nil || o.DataDir == "" {
+		return nil, errors.New("centre: Options.Config and Options.DataDir are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	c := &Centre{o: o, log: o.Logger, reg: prometheus.NewRegistry(), errs: make(chan error, 4)}
+	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	plant := o.Config.Plant
+
+	if c.bus, err = bus.Start(bus.Options{Dir: o.DataDir, Logger: o.Logger}); err != nil {
+		return nil, err
+	}
+	nc, js, err := c.bus.JetStream("centre")
+	if err != nil {
+		return nil, err
+	}
+	c.nc = nc
+
+	// Alarms first: they replay their log, and the rules start from the
+	// conditions the alarms say are active.
+	alog, err := alerting.OpenJetStreamLog(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Log: alog, Clock: o.Clock, Logger: o.Logger}); err != nil {
+		return nil, err
+	}
+	c.goRun("alarms", func() error { return c.alarms.Run(runCtx) })
+	select {
+	case <-c.alarms.Ready():
+	case <-c.alarms.Done():
+		return nil, errors.New("centre: the alarm manager stopped while starting")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	engine := rules.New(plant, o.Config.Rules)
+	for _, t := range c.alarms.Conditions() {
+		engine.Assume(t)
+	}
+
+	// The store accepts 10 minutes beyond ingest's replay horizon: its
+	// out-of-order window counts from its newest reading, which may be ahead
+	// of the centre's clock by up to the future limit.
+	if c.hist, err = store.Open(store.Options{Dir: filepath.Join(o.DataDir, "history"), Retention: o.Retention, OutOfOrder: ingest.DefaultReplayHorizon + 10*time.Minute, Logger: o.Logger}); err != nil {
+		return nil, err
+	}
+	o.Logger.Info("history kept in the embedded store", "retention", orDefault(o.Retention, store.DefaultRetention))
+
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hw_pipeline_lag_seconds_centre", Help: "Seconds from a batch's receipt to its evaluation, by stage."}, []string{"stage"})
+	c.reg.MustRegister(lag)
+	lat, fd := newLatest(len(plant.Sensors)), newFeed()
+	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag}
+
+	// Ingest creates the READINGS stream the pipeline consumes.
+	if c.ingest, err = ingest.New(ingest.Options{Plant: plant, Bus: c.bus, Listen: o.MQTTListen, ExternalURL: o.ExternalBroker, Registerer: c.reg, Logger: o.Logger.With("stage", "ingest"), Clock: o.Clock}); err != nil {
+		return nil, err
+	}
+	if err = c.ingest.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err = pl.open(ctx, js); err != nil {
+		return nil, err
+	}
+	c.goRun("pipeline", func() error { return pl.run(runCtx) })
+
+	if c.tokens, err = auth.Open(TokenFile(o.DataDir)); err != nil {
+		return nil, err
+	}
+	c.api, err = api.New(api.Options{
+		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
+		Alarms: c.alarms, History: c.hist, Latest: lat, Readings: fd,
+		Checks: []api.Check{
+			{Name: "nats", Ready: c.bus.Ready},
+			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},
+			{Name: "alarms", Ready: func(context.Context) error { return running(c.alarms) }},
+		},
+		Registry: c.reg, Logger: o.Logger.With("stage", "api"), Clock: o.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("centre: HTTP listen: %w", err)
+	}
+	c.httpAddr = ln.Addr().String()
+	c.http = &http.Server{Handler: c.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	c.goRun("http", func() error {
+		if err := c.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	o.Logger.Info("centre started", "http", "http://"+c.httpAddr, "mqtt", c.MQTTAddr(), "data_dir", o.DataDir)
+	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func running(m *alerting.Manager) error {
+	select {
+	case <-m.Done():
+		return errors.New("the alarm manager has stopped")
+	default:
+		return nil
+	}
+}
+
+// goRun runs a stage; its failure is reported on Err.
+func (c *Centre) goRun(name string, fn func() error) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := fn(); err != nil {
+			c.log.Error("stage failed", "stage", name, "err", err)
+			select {
+			case c.errs <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// Err delivers the first failure of a running stage.
+func (c *Centre) Err() <-chan error { return c.errs }
+
+// HTTPAddr is the API's listen address.
+func (c *Centre) HTTPAddr() string { return c.httpAddr }
+
+// MQTTAddr is the embedded broker's address ("" with an external broker).
+func (c *Centre) MQTTAddr() string {
+	if c.ingest == nil {
+		return ""
+	}
+	return c.ingest.Addr()
+}
+
+// Tokens is the API token store.
+func (c *Centre) Tokens() *auth.Store { return c.tokens }
+
+// Close stops the stages from the sources down: HTTP, ingest, the
+// pipeline, the alarms, history, then NATS.
+func (c *Centre) Close() error {
+	var errs []error
+	if c.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, c.http.Shutdown(ctx))
+		cancel()
+	}
+	if c.api != nil {
+		errs = append(errs, c.api.Close())
+	}
+	if c.ingest != nil {
+		errs = append(errs, c.ingest.Close())
+	}
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.hist != nil {
+		errs = append(errs, c.hist.Close())
+	}
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.bus != nil {
+		c.bus.Shutdown()
+	}
+	c.log.Info("centre stopped")
+	return errors.Join(errs...)
+}
