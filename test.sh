@@ -13,6 +13,26 @@ export HAZARDWATCH_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/hazardwatch"
 mkdir -p "$HAZARDWATCH_CACHE"
 start=$(date +%s)
 
+# What the tests need beyond Go, installed when missing: Chromium (the
+# browser test of the control-room page; CJK fonts so its screenshots are
+# legible) from Debian, playwright-core to drive it from npm (into the cache).
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "== installing ${need[*]}"
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	else
+		echo "missing ${need[*]}: install them (sudo apt-get install -y ${need[*]}) or the browser test skips"
+	fi
+fi
+if command -v npm >/dev/null 2>&1 && [ ! -d "$HAZARDWATCH_CACHE/node/node_modules/playwright-core" ]; then
+	echo "== installing playwright-core into $HAZARDWATCH_CACHE/node"
+	mkdir -p "$HAZARDWATCH_CACHE/node"
+	(cd "$HAZARDWATCH_CACHE/node" && npm install --no-audit --no-fund --silent playwright-core@1.64.1)
+fi
+
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 

@@ -21,6 +21,7 @@ import (
 
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
+	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
 
@@ -158,7 +159,6 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := cfg.Plant
 	dataDir := t.TempDir()
 	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "e2e")
 	if code != exitOK {
@@ -168,71 +168,13 @@ func TestEndToEnd(t *testing.T) {
 	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
-	// The simulator serves every device of the plant, baselines only (so
-	// nothing alarms by itself), every gateway polls, and the test moves
-	// the tank level by hand.
 	const sensor = "e01-V101-LT" // H 2.20, HH 2.40, deadband 0.02, on-delay 3 s
-	listen := map[string]string{}
-	for _, gw := range p.Gateways {
-		for _, d := range gw.Devices {
-			listen[gw.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	// Pin every sensor with limits inside them (the simulator's defaults
-	// know nothing of the rules).
-	for i, sn := range p.Sensors {
-		lim := cfg.Rules[i].Limits
-		lo, hi := sn.RangeMin, sn.RangeMax
-		if lim[model.L].Set {
-			lo = max(lo, lim[model.L].Value)
-		}
-		if lim[model.H].Set {
-			hi = min(hi, lim[model.H].Value)
-		}
-		if lim[model.L].Set || lim[model.H].Set {
-			if err := s.Set(sn.ID, (lo+hi)/2); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	s, gws, stopGateways := startPlant(t, cfg, mqttAddr)
+	defer stopGateways()
+	g := gws["gw-e01-1"] // the tank's gateway
 	if err := s.Set(sensor, 2.10); err != nil {
 		t.Fatal(err)
 	}
-	gctx, gstop := context.WithCancel(ctx)
-	var gwg sync.WaitGroup
-	var g *gateway.Gateway // the tank's gateway
-	for _, gw := range p.Gateways {
-		addrs := map[string]string{}
-		for _, d := range gw.Devices {
-			addrs[d.ID] = s.Addr(gw.ID, d.ID)
-		}
-		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gw.ID == "gw-e01-1" {
-			g = one
-		}
-		gwg.Add(1)
-		go func() {
-			defer gwg.Done()
-			if err := one.Run(gctx); err != nil {
-				t.Errorf("gateway %s: %v", gw.ID, err)
-			}
-		}()
-	}
-	stopGateways := sync.OnceFunc(func() { gstop(); gwg.Wait() })
-	defer stopGateways()
 
 	// The level reaches the centre.
 	base := "http://" + httpAddr + "/api/v1"
@@ -336,6 +278,70 @@ func TestEndToEnd(t *testing.T) {
 	if got["state"] != "ack_active" || got["acked_by"] != "e2e" {
 		t.Fatalf("after SIGKILL and restart the alarm is %v by %v, want ack_active by e2e", got["state"], got["acked_by"])
 	}
+}
+
+// startPlant runs the simulator for every device of the plant, baselines
+// only, with every sensor that has limits pinned inside them (so nothing
+// alarms by itself), and every gateway against the broker at mqttAddr.
+func startPlant(t *testing.T, cfg *config.Config, mqttAddr string) (*sim.Simulator, map[string]*gateway.Gateway, func()) {
+	t.Helper()
+	p := cfg.Plant
+	listen := map[string]string{}
+	for _, gw := range p.Gateways {
+		for _, d := range gw.Devices {
+			listen[gw.ID+"/"+d.ID] = "127.0.0.1:0"
+		}
+	}
+	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, sn := range p.Sensors {
+		lim := cfg.Rules[i].Limits
+		lo, hi := sn.RangeMin, sn.RangeMax
+		if lim[model.L].Set {
+			lo = max(lo, lim[model.L].Value)
+		}
+		if lim[model.H].Set {
+			hi = min(hi, lim[model.H].Value)
+		}
+		if lim[model.L].Set || lim[model.H].Set {
+			if err := s.Set(sn.ID, (lo+hi)/2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	gws := map[string]*gateway.Gateway{}
+	for _, gw := range p.Gateways {
+		addrs := map[string]string{}
+		for _, d := range gw.Devices {
+			addrs[d.ID] = s.Addr(gw.ID, d.ID)
+		}
+		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws[gw.ID] = one
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := one.Run(ctx); err != nil {
+				t.Errorf("gateway %s: %v", gw.ID, err)
+			}
+		}()
+	}
+	stop := sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+		_ = s.Close()
+	})
+	t.Cleanup(stop)
+	return s, gws, stop
 }
 
 // waitPolled waits until the broker has acknowledged n more of the

@@ -40,6 +40,8 @@ async function api(path, opts = {}) {
 function signOut(msg) {
   localStorage.removeItem("hw-token");
   state.token = "";
+  // Another token may see another scope: its seqs start afresh.
+  state.seq = 0; state.alarms.clear();
   if (state.ws) state.ws.close();
   $("#app").hidden = true; $("#login").hidden = false;
   $("#login-error").textContent = msg || "";
@@ -67,9 +69,12 @@ function connect() {
     setStatus(true); state.retry = 1000;
   };
   ws.onmessage = (ev) => handle(JSON.parse(ev.data));
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     setStatus(false);
     if (!state.token) return;
+    // A browser cannot see a 401 on a WebSocket: ask the API, which signs
+    // out on 401, before trying again.
+    if (ev.code === 1008) api("/api/v1/sensors?limit=1").catch(() => {});
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 15000);
   };
@@ -169,6 +174,7 @@ async function ack(id, btn) {
 
 $("#login-form").addEventListener("submit", (e) => {
   e.preventDefault();
+  state.seq = 0; state.alarms.clear();
   state.token = $("#token").value.trim();
   localStorage.setItem("hw-token", state.token);
   start();
