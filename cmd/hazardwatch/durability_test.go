@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -119,5 +121,97 @@ func TestDurabilityKill9(t *testing.T) {
 			return len(missing) == 0
 		})
 		t.Logf("%s: all %d acknowledged readings are in history", p.sensor, len(p.acked))
+	}
+}
+
+// metricValue reads one sample of the centre's /metrics.
+func metricValue(t *testing.T, httpAddr, series string) float64 {
+	t.Helper()
+	res, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// TestDuplicateRaisesNoSecondAlarm: a message that raises an alarm, sent
+// again with the same (gateway, boot, seq) before and after a centre
+// restart, moves the duplicate counter and raises no second alarm event.
+func TestDuplicateRaisesNoSecondAlarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary")
+	}
+	dataDir := t.TempDir()
+	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "dup")
+	if code != exitOK {
+		t.Fatalf("token: %s", errOut)
+	}
+	token := strings.Fields(out)[3]
+	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
+
+	// Five readings above HH over 4 s: the 3 s on-delay completes inside
+	// the one message.
+	now := time.Now().UnixMilli()
+	var outs []telemetry.Out
+	for i := range 5 {
+		outs = append(outs, telemetry.Out{Sensor: "e01-V101-LT", TS: now - 5000 + int64(i)*1000, Value: 2.6, HasValue: true})
+	}
+	msg := telemetry.AppendTelemetry(nil, "gw-e01-1", "dup-boot", 1, false, outs)
+	publish := func() {
+		t.Helper()
+		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-e01-1"))
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect: %v", tok.Error())
+		}
+		defer cl.Disconnect(100)
+		if tok := cl.Publish(telemetry.TelemetryTopic("e01", "gw-e01-1"), 1, false, msg); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	const dup = `hw_ingest_messages_total{result="duplicate"}`
+	alarmEvents := func() (id string, events int) {
+		var page struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		apiCall(t, http.MethodGet, "http://"+httpAddr+"/api/v1/alarms", token, nil, &page)
+		for _, a := range page.Items {
+			if strings.HasPrefix(a.ID, "e01-V101-LT.") {
+				var full struct {
+					History []json.RawMessage `json:"history"`
+				}
+				apiCall(t, http.MethodGet, "http://"+httpAddr+"/api/v1/alarms/"+a.ID, token, nil, &full)
+				return a.ID, len(full.History)
+			}
+		}
+		return "", 0
+	}
+
+	publish()
+	waitFor(t, "the alarm", 30*time.Second, func() bool { id, _ := alarmEvents(); return id != "" })
+	id, events := alarmEvents()
+	publish()
+	waitFor(t, "the duplicate counted", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
+
+	centre.kill(t)
+	startCentre(t, dataDir, httpAddr, mqttAddr)
+	publish()
+	waitFor(t, "the duplicate counted after the restart", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
+	if id2, events2 := alarmEvents(); id2 != id || events2 != events {
+		t.Fatalf("after the duplicates: alarm %s with %d events, want %s with %d", id2, events2, id, events)
+	}
+	if !strings.HasSuffix(id, ".1") {
+		t.Errorf("alarm %s: a second occurrence", id)
 	}
 }
