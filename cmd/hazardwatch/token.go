@@ -24,12 +24,12 @@ func configFlag(fs *flag.FlagSet) *string {
 
 // loadConfig loads the folder, or the embedded demo plant when dir is "".
 func loadConfig(dir string) (*config.Config, error) {
+	if dir == "" {
+		return config.LoadDemo()
+	}
 	ref, err := chem.Load(configs.Reference())
 	if err != nil {
 		return nil, fmt.Errorf("reference tables: %w", err)
-	}
-	if dir == "" {
-		return config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
 	}
 	return config.LoadDir(dir, ref)
 }

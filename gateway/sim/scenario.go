@@ -400,38 +400,12 @@ func (c *checker) sensor(ptr any, id string) (int32, bool) {
 }
 
 // didYouMean names the id closest to a mistyped one, when it is close
-// enough to be the likely intent (two edits at most).
+// enough to be the likely intent.
 func didYouMean(id string, ids []string) string {
-	best, bestD := "", 3
-	for _, c := range ids {
-		if d := editDistance(id, c); d < bestD {
-			best, bestD = c, d
-		}
+	if best := config.Suggest(id, ids); best != "" {
+		return " (did you mean " + best + "?)"
 	}
-	if best == "" {
-		return ""
-	}
-	return " (did you mean " + best + "?)"
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }
 
 func (c *checker) links(sc *Scenario, idx int32, sd *sensorDoc, byID []*sensorDoc) {

@@ -195,7 +195,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			}
 		}
 		if idx < 0 {
-			if s := suggest(name, names); s != "" {
+			if s := Suggest(name, names); s != "" {
 				d.errorf(k, fpath, "unknown field (did you mean %s?)", s)
 			} else {
 				d.errorf(k, fpath, "unknown field (known: %s)", strings.Join(names, ", "))

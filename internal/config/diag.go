@@ -51,8 +51,9 @@ func dedup(ds []Diag) []Diag {
 	return slices.Compact(ds)
 }
 
-// suggest returns the candidate closest to s when it is a plausible typo.
-func suggest(s string, candidates []string) string {
+// Suggest returns the candidate closest to s when it is a plausible typo
+// (two edits at most), else "": the "did you mean" of config errors.
+func Suggest(s string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
 		if d := editDistance(s, c); d < bestD {

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"hazardwatch/configs"
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/model"
 )
@@ -37,6 +38,16 @@ type Config struct {
 	// that an engineer must look at (unverified reference data, say).
 	Warnings []Diag
 	Files    []string
+}
+
+// LoadDemo loads the demo plant embedded in the binary (configs/demo) with
+// the embedded reference tables.
+func LoadDemo() (*Config, error) {
+	ref, err := chem.Load(configs.Reference())
+	if err != nil {
+		return nil, fmt.Errorf("config: reference tables: %w", err)
+	}
+	return LoadFS(configs.Demo(), ".", "configs/demo", ref)
 }
 
 // LoadDir loads every *.yaml / *.yml file below dir (sub-folders included,
@@ -299,7 +310,7 @@ func (x *index) ref(id *string) (int32, bool) {
 		known = append(known, k)
 	}
 	slices.Sort(known)
-	switch s := suggest(*id, known); {
+	switch s := Suggest(*id, known); {
 	case s != "":
 		x.l.errorf(id, "no %s %q (did you mean %s?)", x.what, *id, s)
 	case len(known) == 0:

@@ -364,7 +364,7 @@ func (l *loader) sensor(doc *sensorDoc, s *model.Sensor, p *model.Plant, ents, h
 		for _, k := range model.Kinds() {
 			names = append(names, k.String())
 		}
-		if sg := suggest(doc.Kind, names); sg != "" {
+		if sg := Suggest(doc.Kind, names); sg != "" {
 			l.errorf(&doc.Kind, "unknown kind %q (did you mean %s?)", doc.Kind, sg)
 		} else {
 			l.errorf(&doc.Kind, "unknown kind %q (known: %s)", doc.Kind, quoteAll(names))

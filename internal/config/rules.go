@@ -45,7 +45,7 @@ func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 				for i, s := range p.Sensors {
 					ids[i] = s.ID
 				}
-				if s := suggest(r.Key, ids); s != "" {
+				if s := Suggest(r.Key, ids); s != "" {
 					l.errorf(&r.Key, "no sensor %q (did you mean %s?)", r.Key, s)
 				} else {
 					l.errorf(&r.Key, "no sensor %q in the plant files", r.Key)
