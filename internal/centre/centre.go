@@ -129,8 +129,13 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	}
 	o.Logger.Info("history kept in the embedded store", "retention", orDefault(o.Retention, store.DefaultRetention))
 
-	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hw_pipeline_lag_seconds_centre", Help: "Seconds from a batch's receipt to its evaluation, by stage."}, []string{"stage"})
-	c.reg.MustRegister(lag)
+	// SPEC §3's hw_pipeline_lag_seconds, one series per stage: ingest and
+	// the API register theirs with the same help text.
+	lag := map[string]prometheus.Gauge{}
+	for _, stage := range []string{"rules", "history"} {
+		lag[stage] = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_pipeline_lag_seconds", Help: ingest.HelpPipelineLag, ConstLabels: prometheus.Labels{"stage": stage}})
+		c.reg.MustRegister(lag[stage])
+	}
 	lat, fd := newLatest(len(plant.Sensors)), newFeed()
 	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag}
 

@@ -41,7 +41,7 @@ type pipeline struct {
 	feed   *feed
 	log    *slog.Logger
 	clock  func() time.Time
-	lag    *prometheus.GaugeVec
+	lag    map[string]prometheus.Gauge // by stage
 
 	cons jetstream.Consumer
 	dec  ingest.BatchDecoder
@@ -119,7 +119,6 @@ func (p *pipeline) handle(ctx context.Context, data []byte) error {
 		if unknown > 0 {
 			p.log.Warn("readings of sensors no longer in the plant were skipped", "gateway", string(e.Gateway), "count", unknown)
 		}
-		newest = max(newest, e.Received)
 		return nil
 	})
 	if err != nil {
@@ -130,6 +129,9 @@ func (p *pipeline) handle(ctx context.Context, data []byte) error {
 	}
 	p.trans = p.trans[:0]
 	for _, r := range p.readings {
+		if !r.Late { // a replay's age is not the pipeline's lag
+			newest = max(newest, r.TS)
+		}
 		p.trans = p.engine.Eval(r, p.trans)
 		v := r.Value
 		if !r.HasValue {
@@ -139,6 +141,9 @@ func (p *pipeline) handle(ctx context.Context, data []byte) error {
 	}
 	if err := p.submit(ctx); err != nil {
 		return err
+	}
+	if newest > 0 {
+		p.lag["rules"].Set(float64(p.clock().UnixMilli()-newest) / 1000)
 	}
 	if err := p.hist.Append(ctx, p.points); err != nil {
 		var refused *store.RefusedError
@@ -150,7 +155,7 @@ func (p *pipeline) handle(ctx context.Context, data []byte) error {
 	p.latest.update(p.readings)
 	p.feed.publish(p.readings)
 	if newest > 0 {
-		p.lag.WithLabelValues("rules").Set(float64(p.clock().UnixMilli()-newest) / 1000)
+		p.lag["history"].Set(float64(p.clock().UnixMilli()-newest) / 1000)
 	}
 	return nil
 }
