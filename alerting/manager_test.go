@@ -15,8 +15,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"hazardwatch/configs"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
@@ -26,12 +24,8 @@ import (
 var demo *config.Config
 
 func TestMain(m *testing.M) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if demo, err = config.LoadFS(configs.Demo(), ".", "configs/demo", ref); err != nil {
+	var err error
+	if demo, err = config.LoadDemo(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -12,10 +12,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"hazardwatch/configs"
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/telemetry"
@@ -103,11 +101,7 @@ func wait(t *testing.T, what string, d time.Duration, cond func() bool) {
 // q bad with their reason, never a value; the retained status says online,
 // then offline when the gateway stops.
 func TestGatewayEndToEnd(t *testing.T) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	cfg, err := config.LoadDemo()
 	if err != nil {
 		t.Fatal(err)
 	}

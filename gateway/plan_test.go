@@ -9,19 +9,13 @@ import (
 
 	"github.com/goburrow/modbus"
 
-	"hazardwatch/configs"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
 
 func demoPlant(t testing.TB) *model.Plant {
 	t.Helper()
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	cfg, err := config.LoadDemo()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"hazardwatch/configs"
 	"hazardwatch/internal/bus"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/telemetry"
@@ -83,11 +81,7 @@ func leakedGoroutines() []string {
 }
 
 var demoPlant = sync.OnceValues(func() (*model.Plant, error) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	cfg, err := config.LoadDemo()
 	if err != nil {
 		return nil, err
 	}

@@ -4,19 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"hazardwatch/configs"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
 
 func loadDemo(tb testing.TB) *config.Config {
 	tb.Helper()
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	cfg, err := config.LoadDemo()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -25,13 +25,7 @@ func TestDurabilityKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binary")
 	}
-	dataDir := t.TempDir()
-	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "durability")
-	if code != exitOK {
-		t.Fatalf("token: %s", errOut)
-	}
-	token := strings.Fields(out)[3]
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "durability")
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	type publisher struct {
@@ -150,13 +144,7 @@ func TestDuplicateRaisesNoSecondAlarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binary")
 	}
-	dataDir := t.TempDir()
-	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "dup")
-	if code != exitOK {
-		t.Fatalf("token: %s", errOut)
-	}
-	token := strings.Fields(out)[3]
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "dup")
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	// Five readings above HH over 4 s: the 3 s on-delay completes inside

@@ -54,6 +54,18 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
+// newDataDir makes a data folder holding one token, and picks free ports
+// for the centre's HTTP and MQTT listeners.
+func newDataDir(t *testing.T, role, scope, name string) (dataDir, httpAddr, mqttAddr, token string) {
+	t.Helper()
+	dataDir = t.TempDir()
+	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", role, "--scope", scope, "--name", name)
+	if code != exitOK {
+		t.Fatalf("token: %s", errOut)
+	}
+	return dataDir, freeAddr(t), freeAddr(t), strings.Fields(out)[3]
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -159,13 +171,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
-	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "admin", "--scope", "all", "--name", "e2e")
-	if code != exitOK {
-		t.Fatalf("token: %s", errOut)
-	}
-	token := strings.Fields(out)[3]
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "e2e")
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	const sensor = "e01-V101-LT" // H 2.20, HH 2.40, deadband 0.02, on-delay 3 s

@@ -60,13 +60,7 @@ func TestBrowserAcknowledge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
-	code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "operator", "--scope", "park:p01", "--name", "园区控制室")
-	if code != exitOK {
-		t.Fatalf("token: %s", errOut)
-	}
-	token := strings.Fields(out)[3]
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "operator", "park:p01", "园区控制室")
 	startCentre(t, dataDir, httpAddr, mqttAddr)
 	s, _, _ := startPlant(t, cfg, mqttAddr)
 	const sensor = "e01-V101-LT"

@@ -10,18 +10,13 @@ import (
 	"time"
 
 	"hazardwatch/configs"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
 
 func demoConfig(t testing.TB) (*config.Config, *Scenario) {
 	t.Helper()
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	cfg, err := config.LoadDemo()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"hazardwatch/configs"
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
@@ -90,11 +89,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 }
 
 var demo = sync.OnceValues(func() (*config.Config, error) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		return nil, err
-	}
-	return config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	return config.LoadDemo()
 })
 
 func loadDemo(t testing.TB) (*config.Config, *sim.Scenario) {
@@ -795,11 +790,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func demoCopy() (*config.Config, error) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		return nil, err
-	}
-	return config.LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	return config.LoadDemo()
 }
 
 // TestLifecycle: Start listens, a cancelled context stops the servers,

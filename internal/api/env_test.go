@@ -21,9 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"hazardwatch/alerting"
-	"hazardwatch/configs"
 	"hazardwatch/internal/auth"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/store"
@@ -33,12 +31,8 @@ import (
 var demo *config.Config
 
 func TestMain(m *testing.M) {
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if demo, err = config.LoadFS(configs.Demo(), ".", "configs/demo", ref); err != nil {
+	var err error
+	if demo, err = config.LoadDemo(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
