@@ -13,10 +13,12 @@ export HAZARDWATCH_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/hazardwatch"
 mkdir -p "$HAZARDWATCH_CACHE"
 start=$(date +%s)
 
-# What the tests need beyond Go, installed when missing: Chromium (the
-# browser test of the control-room page; CJK fonts so its screenshots are
-# legible) from Debian, playwright-core to drive it from npm (into the cache).
+# What the tests need beyond Go, installed when missing: Mosquitto (the
+# external-broker test of ingest) and Chromium (the browser test of the
+# control-room page; CJK fonts so its screenshots are legible) from Debian,
+# playwright-core to drive Chromium from npm (into the cache).
 need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,9 +1,14 @@
 package ingest
 
 import (
+	"bytes"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -68,7 +73,65 @@ func (h *harness) waitReady() {
 // deduplicates and stores as it does with its own, and what arrives while
 // it is down waits in its persistent session.
 func TestExternalBroker(t *testing.T) {
-	addr := standIn(t)
+	t.Run("mochi", func(t *testing.T) { testExternalBroker(t, standIn(t)) })
+	t.Run("mosquitto", func(t *testing.T) { testExternalBroker(t, mosquitto(t)) })
+}
+
+// mosquitto starts Debian's Mosquitto on a free loopback port, as the
+// external broker of a plant + centre deployment. On CI it must be there
+// (test.sh installs it); elsewhere a missing one skips.
+func mosquitto(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
+			if _, e := os.Stat(p); e == nil {
+				bin, err = p, nil
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mosquitto is missing: test.sh installs it")
+		}
+		t.Skip("no mosquitto: run ./test.sh, which installs it")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("mosquitto:\n%s", log.String())
+		}
+	})
+	eventually(t, "mosquitto listening", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return addr
+}
+
+func testExternalBroker(t *testing.T, addr string) {
 	h := startExternal(t, addr)
 	if h.in.Addr() != "" {
 		t.Errorf("Addr = %q with an external broker", h.in.Addr())
