@@ -55,10 +55,21 @@ type Gateway struct {
 	log     *slog.Logger
 
 	seq       uint64
-	published atomic.Uint64 // messages the broker acknowledged
-	pending   [][]byte      // messages not yet acknowledged, oldest first
-	dropped   int
+	published atomic.Uint64     // messages the broker acknowledged
 	outs      [][]telemetry.Out // per device, reused every cycle
+	m         *metrics
+
+	// mu guards what /healthz reads while Run changes it.
+	mu        sync.Mutex
+	pending   []pendingMsg // messages not yet acknowledged, oldest first
+	dropped   int
+	lastCycle time.Time
+	uplinkUp  bool
+}
+
+type pendingMsg struct {
+	payload []byte
+	created time.Time
 }
 
 // New plans the gateway's polls; nothing connects until Run.
@@ -88,7 +99,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{o: o, gw: gw, log: o.Logger.With("gateway", o.Gateway)}
+	g := &Gateway{o: o, gw: gw, log: o.Logger.With("gateway", o.Gateway), m: newMetrics(o.Gateway)}
 	def := o.Plant.Gateways[gw]
 	g.ent = o.Plant.Enterprises[def.Enterprise].ID
 	g.period = time.Duration(def.PollPeriodMS) * time.Millisecond
@@ -146,9 +157,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		// Fresh on every (re)connect: the centre measures clock skew from it.
 		c.Publish(statusTopic, 1, true, g.status("online"))
+		g.setUplink(true)
 		g.log.Info("uplink connected", "broker", g.o.Broker)
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		g.setUplink(false)
 		g.log.Warn("uplink lost", "err", err)
 	})
 	client := mqtt.NewClient(opts)
@@ -193,6 +206,7 @@ func (g *Gateway) cycle() []byte {
 			if err != nil {
 				g.log.Debug("poll failed", "err", err)
 			}
+			g.m.count(g.plans[i].device.ID, g.outs[i])
 		}()
 	}
 	wg.Wait()
@@ -201,33 +215,78 @@ func (g *Gateway) cycle() []byte {
 		all = append(all, o...)
 	}
 	g.seq++
+	now := g.o.Clock()
+	g.mu.Lock()
+	g.lastCycle = now
+	g.mu.Unlock()
+	g.m.lastCycle.Set(float64(now.UnixMilli()) / 1000)
 	return telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, g.seq, false, all)
 }
 
+func (g *Gateway) setUplink(up bool) {
+	g.mu.Lock()
+	g.uplinkUp = up
+	g.mu.Unlock()
+	if up {
+		g.m.uplink.Set(1)
+	} else {
+		g.m.uplink.Set(0)
+	}
+}
+
 func (g *Gateway) enqueue(msg []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if len(g.pending) >= g.o.MaxPending {
 		g.pending = g.pending[1:]
 		g.dropped++
+		g.m.dropped.Inc()
 		g.log.Warn("uplink backlog full: oldest message dropped", "dropped_total", g.dropped)
 	}
-	g.pending = append(g.pending, msg)
+	g.pending = append(g.pending, pendingMsg{payload: msg, created: g.o.Clock()})
+	g.m.setQueue(len(g.pending), g.pending[0].created, g.o.Clock())
+}
+
+// oldest returns the oldest waiting message.
+func (g *Gateway) oldest() (pendingMsg, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) == 0 {
+		return pendingMsg{}, false
+	}
+	return g.pending[0], true
+}
+
+// acked drops the oldest message once the broker acknowledged it.
+func (g *Gateway) acked() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending[0] = pendingMsg{}
+	g.pending = g.pending[1:]
+	if len(g.pending) > 0 {
+		g.m.setQueue(len(g.pending), g.pending[0].created, g.o.Clock())
+	} else {
+		g.m.setQueue(0, time.Time{}, time.Time{})
+	}
 }
 
 // flush publishes what is pending, oldest first, each waiting for its
 // PUBACK; it stops at the first that is not acknowledged in time and keeps
 // it (the centre drops the duplicate if it did arrive).
 func (g *Gateway) flush(ctx context.Context, c mqtt.Client, topic string) {
-	for len(g.pending) > 0 && ctx.Err() == nil {
-		if !c.IsConnectionOpen() {
+	for ctx.Err() == nil {
+		msg, ok := g.oldest()
+		if !ok || !c.IsConnectionOpen() {
 			return
 		}
-		t := c.Publish(topic, 1, false, g.pending[0])
+		sent := time.Now()
+		t := c.Publish(topic, 1, false, msg.payload)
 		if !t.WaitTimeout(g.o.PublishTimeout) || t.Error() != nil {
-			g.log.Warn("publish not acknowledged; kept for the next try", "pending", len(g.pending), "err", t.Error())
+			g.log.Warn("publish not acknowledged; kept for the next try", "err", t.Error())
 			return
 		}
-		g.pending[0] = nil
-		g.pending = g.pending[1:]
+		g.m.publish.Observe(time.Since(sent).Seconds())
+		g.acked()
 		g.published.Add(1)
 	}
 }

@@ -2,7 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,6 +189,38 @@ func TestGatewayEndToEnd(t *testing.T) {
 		return false
 	})
 	s.SetException("gw-e01-1", dev, 0)
+
+	// The gateway's own /healthz and /metrics tell a plant network engineer
+	// the same: polling, uplink up, read errors by device and code.
+	hs := httptest.NewServer(g.Handler())
+	defer hs.Close()
+	res, err := http.Get(hs.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health struct {
+		OK, Polling, Uplink bool
+		Boot                string
+	}
+	_ = json.NewDecoder(res.Body).Decode(&health)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !health.OK || !health.Uplink || health.Boot != g.Boot() {
+		t.Errorf("/healthz: %d %+v", res.StatusCode, health)
+	}
+	metrics := func() string {
+		res, err := http.Get(hs.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	errLine := fmt.Sprintf(`hw_gateway_read_errors_total{device=%q,gateway="gw-e01-1",reason="exception_04"}`, dev)
+	if m := metrics(); !strings.Contains(m, errLine) || !strings.Contains(m, `hw_gateway_uplink_up{gateway="gw-e01-1"} 1`) {
+		t.Errorf("/metrics lacks %s or the uplink:\n%s", errLine, m)
+	}
+
 	s.SetSilent("gw-e01-1", dev, true)
 	wait(t, "timeout readings", 20*time.Second, func() bool {
 		m, _ := last()

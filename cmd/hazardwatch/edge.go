@@ -7,10 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"hazardwatch/configs"
 	"hazardwatch/gateway"
@@ -122,6 +125,7 @@ a retained status carrying its clock and an offline last will.`, stderr)
 	pass := fs.String("password", "", "MQTT password (or env HAZARDWATCH_MQTT_PASSWORD)")
 	devices := deviceFlag{}
 	fs.Var(devices, "device", "override a device's address: DEVICE=HOST:PORT (repeatable)")
+	listen := fs.String("listen", "127.0.0.1:9101", "address of the gateway's own /healthz and /metrics (empty: none)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -145,6 +149,16 @@ a retained status carrying its clock and an offline last will.`, stderr)
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	if *listen != "" {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "hazardwatch gateway: health and metrics: %v\n", err)
+			return exitFailure
+		}
+		srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
 	if err := g.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "hazardwatch gateway: %v\n", err)
 		return exitFailure

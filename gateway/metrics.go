@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hazardwatch/internal/model"
+	"hazardwatch/internal/telemetry"
+)
+
+// metrics are what a plant network engineer reads on the gateway's own
+// /metrics: polls, read errors by device and code, the uplink backlog and
+// the publish latency.
+type metrics struct {
+	reg       *prometheus.Registry
+	polls     *prometheus.CounterVec // device
+	readings  *prometheus.CounterVec // device, quality
+	errors    *prometheus.CounterVec // device, reason
+	queue     prometheus.Gauge       // messages waiting for a PUBACK
+	queueAge  prometheus.Gauge       // seconds the oldest has waited
+	dropped   prometheus.Counter     // oldest messages dropped from a full backlog
+	publish   prometheus.Histogram   // Publish → PUBACK
+	uplink    prometheus.Gauge       // 1 while the MQTT connection is open
+	lastCycle prometheus.Gauge       // Unix time of the last poll cycle
+}
+
+func newMetrics(gateway string) *metrics {
+	c := prometheus.Labels{"gateway": gateway}
+	m := &metrics{
+		reg:       prometheus.NewRegistry(),
+		polls:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_polls_total", Help: "Poll cycles of a device.", ConstLabels: c}, []string{"device"}),
+		readings:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_readings_total", Help: "Readings by device and quality.", ConstLabels: c}, []string{"device", "quality"}),
+		errors:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_read_errors_total", Help: "Readings that could not be read or are not trustworthy, by device and reason (timeout, exception_02, out_of_range, …).", ConstLabels: c}, []string{"device", "reason"}),
+		queue:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_queue_messages", Help: "Messages waiting for the broker's acknowledgement.", ConstLabels: c}),
+		queueAge:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_queue_age_seconds", Help: "How long the oldest waiting message has waited.", ConstLabels: c}),
+		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "hw_gateway_dropped_total", Help: "Oldest messages dropped because the backlog was full.", ConstLabels: c}),
+		publish:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hw_gateway_publish_seconds", Help: "Time from publishing a message to its PUBACK.", ConstLabels: c, Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		uplink:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_uplink_up", Help: "1 while the MQTT connection to the centre is open.", ConstLabels: c}),
+		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_last_cycle_timestamp_seconds", Help: "When the last poll cycle ended.", ConstLabels: c}),
+	}
+	m.reg.MustRegister(m.polls, m.readings, m.errors, m.queue, m.queueAge, m.dropped, m.publish, m.uplink, m.lastCycle)
+	return m
+}
+
+// count records one device's poll.
+func (m *metrics) count(device string, outs []telemetry.Out) {
+	m.polls.WithLabelValues(device).Inc()
+	for _, o := range outs {
+		m.readings.WithLabelValues(device, o.Quality.String()).Inc()
+		if o.Reason != model.ReasonNone {
+			m.errors.WithLabelValues(device, o.Reason.String()).Inc()
+		}
+	}
+}
+
+// Handler serves /healthz and /metrics on the gateway's local port.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		h := g.health()
+		w.Header().Set("Content-Type", "application/json")
+		if !h.OK {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	return mux
+}
+
+// healthReport is the body of /healthz.
+type healthReport struct {
+	OK bool `json:"ok"`
+	// Polling: a poll cycle ended within three poll periods.
+	Polling bool `json:"polling"`
+	// Uplink: the MQTT connection is open.
+	Uplink  bool   `json:"uplink"`
+	Pending int    `json:"pending"`
+	Boot    string `json:"boot"`
+}
+
+// health is healthy while the gateway polls: an uplink that is down is
+// reported, but the gateway keeps readings and is doing its job.
+func (g *Gateway) health() healthReport {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	polling := !g.lastCycle.IsZero() && g.o.Clock().Sub(g.lastCycle) < 3*g.period
+	return healthReport{OK: polling, Polling: polling, Uplink: g.uplinkUp, Pending: len(g.pending), Boot: g.boot}
+}
+
+func (m *metrics) setQueue(n int, oldest time.Time, now time.Time) {
+	m.queue.Set(float64(n))
+	if n == 0 {
+		m.queueAge.Set(0)
+		return
+	}
+	m.queueAge.Set(now.Sub(oldest).Seconds())
+}
