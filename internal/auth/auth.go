@@ -137,25 +137,67 @@ type Store struct {
 	mu     sync.RWMutex
 	tokens []Token
 	byHash map[string]int
+	// The file as last read: `hazardwatch token` may change it while the
+	// centre runs, and a revocation must take effect without a restart.
+	fileMod   time.Time
+	fileSize  int64
+	lastCheck time.Time
 }
+
+// reloadEvery bounds how often Authenticate looks at the file.
+const reloadEvery = time.Second
 
 // Open reads the token file at path; a missing file is an empty store.
 func Open(path string) (*Store, error) {
 	s := &Store{path: path, byHash: map[string]int{}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
-	if err := json.Unmarshal(data, &s.tokens); err != nil {
-		return nil, fmt.Errorf("auth: %s: %w", path, err)
-	}
-	for i, t := range s.tokens {
-		s.byHash[t.Hash] = i
+	if err := s.load(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// load reads the file; the caller holds mu (or owns s alone).
+func (s *Store) load() error {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	var tokens []Token
+	if err := json.Unmarshal(data, &tokens); err != nil {
+		return fmt.Errorf("auth: %s: %w", s.path, err)
+	}
+	s.tokens, s.byHash = tokens, make(map[string]int, len(tokens))
+	for i, t := range tokens {
+		s.byHash[t.Hash] = i
+	}
+	s.fileMod, s.fileSize = fi.ModTime(), fi.Size()
+	return nil
+}
+
+// refresh rereads the file when another process changed it, at most once
+// a reloadEvery; a file that cannot be read keeps the tokens as they were.
+func (s *Store) refresh(now time.Time) {
+	s.mu.RLock()
+	due := now.Sub(s.lastCheck) >= reloadEvery
+	s.mu.RUnlock()
+	if !due {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastCheck = now
+	fi, err := os.Stat(s.path)
+	if err != nil || (fi.ModTime().Equal(s.fileMod) && fi.Size() == s.fileSize) {
+		return
+	}
+	_ = s.load()
 }
 
 func hashOf(plain string) string {
@@ -215,6 +257,7 @@ func (s *Store) Revoke(id string, now time.Time) error {
 
 // Authenticate finds the token a request carries.
 func (s *Store) Authenticate(plain string, now time.Time) (Token, error) {
+	s.refresh(now)
 	h := hashOf(plain)
 	s.mu.RLock()
 	i, ok := s.byHash[h]
@@ -265,6 +308,9 @@ func (s *Store) save() error {
 	}
 	if err != nil {
 		return fmt.Errorf("auth: save %s: %w", s.path, err)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		s.fileMod, s.fileSize = fi.ModTime(), fi.Size()
 	}
 	return nil
 }

@@ -119,3 +119,33 @@ func TestScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesByAnotherProcess: a token created or revoked with
+// `hazardwatch token` while the centre runs takes effect there within
+// reloadEvery, without a restart.
+func TestChangesByAnotherProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	centre, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Open(path) // the token command, as another process would
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	plain, tok, err := cli.Create("新值班员", Officer, Scope{Kind: "county", ID: "c1"}, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := centre.Authenticate(plain, now); err != nil {
+		t.Fatalf("a token created by another process: %v", err)
+	}
+	if err := cli.Revoke(tok.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	// Within reloadEvery the centre may still accept it; after, never.
+	if _, err := centre.Authenticate(plain, now.Add(reloadEvery)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a token revoked by another process: %v, want ErrRevoked", err)
+	}
+}
