@@ -13,6 +13,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"hazardwatch/gateway/queue"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/telemetry"
 )
@@ -34,12 +35,21 @@ type Options struct {
 	// StatusEvery is how often the retained status with the gateway's clock
 	// is republished (default 60 s, SPEC §2).
 	StatusEvery time.Duration
-	// MaxPending bounds the messages kept in memory while the uplink is
-	// down (default 3600: an hour of 1 s cycles); the oldest go first.
-	// Issue #4 replaces this with a disk queue.
-	MaxPending int
-	Clock      func() time.Time
-	Logger     *slog.Logger
+	// QueuePath is the store-and-forward queue's file (required): every
+	// poll cycle is durable there before it is published, and leaves only
+	// after its PUBACK.
+	QueuePath string
+	// QueueMaxBytes and QueueMaxAge bound the queue; defaults 1 GiB and
+	// 7 days. When full, the oldest messages go first, counted in the
+	// status message.
+	QueueMaxBytes int64
+	QueueMaxAge   time.Duration
+	// ReplayPerCycle bounds how many queued messages are sent, marked
+	// replay, after each live one (default 10): a backlog drains while live
+	// data keeps flowing.
+	ReplayPerCycle int
+	Clock          func() time.Time
+	Logger         *slog.Logger
 }
 
 // Gateway polls its devices every poll period and publishes one telemetry
@@ -54,22 +64,16 @@ type Gateway struct {
 	period  time.Duration
 	log     *slog.Logger
 
-	seq       uint64
 	published atomic.Uint64     // messages the broker acknowledged
 	outs      [][]telemetry.Out // per device, reused every cycle
 	m         *metrics
 
+	q *queue.Queue
+
 	// mu guards what /healthz reads while Run changes it.
 	mu        sync.Mutex
-	pending   []pendingMsg // messages not yet acknowledged, oldest first
-	dropped   int
 	lastCycle time.Time
 	uplinkUp  bool
-}
-
-type pendingMsg struct {
-	payload []byte
-	created time.Time
 }
 
 // New plans the gateway's polls; nothing connects until Run.
@@ -90,8 +94,11 @@ func New(o Options) (*Gateway, error) {
 	if o.StatusEvery == 0 {
 		o.StatusEvery = time.Minute
 	}
-	if o.MaxPending == 0 {
-		o.MaxPending = 3600
+	if o.QueuePath == "" {
+		return nil, errors.New("gateway: Options.QueuePath is required")
+	}
+	if o.ReplayPerCycle == 0 {
+		o.ReplayPerCycle = 10
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -124,7 +131,24 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: boot id: %w", err)
 	}
 	g.boot = hex.EncodeToString(b[:])
+	q, err := queue.Open(queue.Options{Path: o.QueuePath, MaxBytes: o.QueueMaxBytes, MaxAge: o.QueueMaxAge, Clock: o.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: store-and-forward queue: %w", err)
+	}
+	g.q = q
+	g.m.watchQueue(q)
+	if n := q.Len(); n > 0 {
+		g.log.Info("store-and-forward queue holds messages from before; they are sent as replays", "messages", n, "oldest_age", q.OldestAge())
+	}
 	return g, nil
+}
+
+// Close closes the queue and the device connections; call it after Run.
+func (g *Gateway) Close() error {
+	for _, c := range g.clients {
+		_ = c.Close()
+	}
+	return g.q.Close()
 }
 
 // Published is how many messages the broker has acknowledged.
@@ -134,7 +158,7 @@ func (g *Gateway) Published() uint64 { return g.published.Load() }
 func (g *Gateway) Boot() string { return g.boot }
 
 func (g *Gateway) status(state string) []byte {
-	return telemetry.AppendStatus(nil, telemetry.Status{State: state, Boot: g.boot, TS: g.o.Clock().UnixMilli()})
+	return telemetry.AppendStatus(nil, telemetry.Status{State: state, Boot: g.boot, TS: g.o.Clock().UnixMilli(), Dropped: g.q.Dropped()})
 }
 
 // Run polls and publishes until ctx ends, then sets its status offline and
@@ -170,9 +194,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		t := client.Publish(statusTopic, 1, true, g.status("offline"))
 		t.WaitTimeout(time.Second)
 		client.Disconnect(250)
-		for _, c := range g.clients {
-			_ = c.Close()
-		}
 	}()
 	g.log.Info("gateway started", "boot", g.boot, "devices", len(g.plans), "period", g.period)
 
@@ -188,14 +209,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		case <-status.C:
 			client.Publish(statusTopic, 1, true, g.status("online"))
 		case <-tick.C:
-			g.enqueue(g.cycle())
-			g.flush(ctx, client, topic)
+			live, ok := g.store(g.cycle())
+			g.send(ctx, client, topic, live, ok)
 		}
 	}
 }
 
 // cycle polls every device at once and returns the message of this cycle.
-func (g *Gateway) cycle() []byte {
+func (g *Gateway) cycle() []telemetry.Out {
 	var wg sync.WaitGroup
 	for i := range g.plans {
 		wg.Add(1)
@@ -214,13 +235,12 @@ func (g *Gateway) cycle() []byte {
 	for _, o := range g.outs {
 		all = append(all, o...)
 	}
-	g.seq++
 	now := g.o.Clock()
 	g.mu.Lock()
 	g.lastCycle = now
 	g.mu.Unlock()
 	g.m.lastCycle.Set(float64(now.UnixMilli()) / 1000)
-	return telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, g.seq, false, all)
+	return all
 }
 
 func (g *Gateway) setUplink(up bool) {
@@ -234,59 +254,84 @@ func (g *Gateway) setUplink(up bool) {
 	}
 }
 
-func (g *Gateway) enqueue(msg []byte) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.pending) >= g.o.MaxPending {
-		g.pending = g.pending[1:]
-		g.dropped++
-		g.m.dropped.Inc()
-		g.log.Warn("uplink backlog full: oldest message dropped", "dropped_total", g.dropped)
+// store makes a cycle's message durable in the queue before it is sent:
+// its seq is taken from the queue (kept on disk, SPEC §2) and the message is
+// on disk when store returns. ok is false when the disk failed: the message
+// is then sent once without a store behind it, and the failure logged.
+func (g *Gateway) store(readings []telemetry.Out) (queue.Message, bool) {
+	seq, err := g.q.NextSeq(g.boot)
+	if err != nil {
+		g.log.Error("store-and-forward queue: no seq; this cycle is not kept", "err", err)
+		return queue.Message{}, false
 	}
-	g.pending = append(g.pending, pendingMsg{payload: msg, created: g.o.Clock()})
-	g.m.setQueue(len(g.pending), g.pending[0].created, g.o.Clock())
+	ms := []queue.Message{{Boot: g.boot, MsgSeq: seq, Payload: telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, seq, false, readings)}}
+	if err := g.q.AppendBatch(ms); err != nil {
+		g.log.Error("store-and-forward queue: append failed; sending without a copy on disk", "err", err, "seq", seq)
+		return ms[0], false
+	}
+	return ms[0], true
 }
 
-// oldest returns the oldest waiting message.
-func (g *Gateway) oldest() (pendingMsg, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.pending) == 0 {
-		return pendingMsg{}, false
+// send publishes the live message, then up to ReplayPerCycle queued ones,
+// oldest first and marked replay; each leaves the queue only after its
+// PUBACK. It stops at the first message not acknowledged in time: it stays
+// queued (the centre drops the copy if it did arrive).
+func (g *Gateway) send(ctx context.Context, c mqtt.Client, topic string, live queue.Message, stored bool) {
+	if !c.IsConnectionOpen() {
+		return
 	}
-	return g.pending[0], true
-}
-
-// acked drops the oldest message once the broker acknowledged it.
-func (g *Gateway) acked() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.pending[0] = pendingMsg{}
-	g.pending = g.pending[1:]
-	if len(g.pending) > 0 {
-		g.m.setQueue(len(g.pending), g.pending[0].created, g.o.Clock())
-	} else {
-		g.m.setQueue(0, time.Time{}, time.Time{})
-	}
-}
-
-// flush publishes what is pending, oldest first, each waiting for its
-// PUBACK; it stops at the first that is not acknowledged in time and keeps
-// it (the centre drops the duplicate if it did arrive).
-func (g *Gateway) flush(ctx context.Context, c mqtt.Client, topic string) {
-	for ctx.Err() == nil {
-		msg, ok := g.oldest()
-		if !ok || !c.IsConnectionOpen() {
+	if live.Payload != nil {
+		if !g.publish(c, topic, live.Payload) {
 			return
 		}
-		sent := time.Now()
-		t := c.Publish(topic, 1, false, msg.payload)
-		if !t.WaitTimeout(g.o.PublishTimeout) || t.Error() != nil {
-			g.log.Warn("publish not acknowledged; kept for the next try", "err", t.Error())
+		if stored {
+			g.ack(live.Seq)
+		}
+	}
+	backlog, err := g.q.Oldest(g.o.ReplayPerCycle + 1)
+	if err != nil {
+		g.log.Error("store-and-forward queue: read failed", "err", err)
+		return
+	}
+	sent := 0
+	for _, m := range backlog {
+		if m.Seq == live.Seq || sent == g.o.ReplayPerCycle || ctx.Err() != nil {
+			continue
+		}
+		sent++
+		if !g.publish(c, topic, replayed(m.Payload)) {
 			return
 		}
-		g.m.publish.Observe(time.Since(sent).Seconds())
-		g.acked()
-		g.published.Add(1)
+		g.ack(m.Seq)
+	}
+}
+
+// replayed marks a stored message as sent from the queue: `"replay":true`
+// goes first in the object (the stored message never carries it).
+func replayed(payload []byte) []byte {
+	if len(payload) < 2 || payload[0] != '{' {
+		return payload
+	}
+	out := make([]byte, 0, len(payload)+15)
+	out = append(out, `{"replay":true,`...)
+	return append(out, payload[1:]...)
+}
+
+func (g *Gateway) publish(c mqtt.Client, topic string, payload []byte) bool {
+	start := time.Now()
+	t := c.Publish(topic, 1, false, payload)
+	if !t.WaitTimeout(g.o.PublishTimeout) || t.Error() != nil {
+		g.log.Warn("publish not acknowledged; the message stays queued", "err", t.Error(), "queued", g.q.Len())
+		return false
+	}
+	g.m.publish.Observe(time.Since(start).Seconds())
+	g.published.Add(1)
+	return true
+}
+
+func (g *Gateway) ack(seq uint64) {
+	if err := g.q.Ack(seq); err != nil {
+		// Sent again later: the centre drops the duplicate.
+		g.log.Error("store-and-forward queue: ack failed", "err", err)
 	}
 }

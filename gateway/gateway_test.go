@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +30,17 @@ import (
 // broker starts a plain MQTT broker on a free loopback port.
 func broker(t *testing.T) string {
 	t.Helper()
+	return brokerAt(t, "127.0.0.1:0")
+}
+
+// brokerAt starts a plain MQTT broker listening on addr.
+func brokerAt(t *testing.T, addr string) string {
+	t.Helper()
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	l := listeners.NewTCP(listeners.Config{ID: "t", Address: addr})
 	if err := s.AddListener(l); err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +152,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	if err := s.Set(pinned, 1.25); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: url, DeviceAddr: addrs, PublishTimeout: 2 * time.Second})
+	g, err := gateway.New(gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: url, DeviceAddr: addrs, PublishTimeout: 2 * time.Second, QueuePath: filepath.Join(t.TempDir(), "queue")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer g.Close()
 	gctx, gstop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- g.Run(gctx) }()
@@ -252,4 +261,113 @@ func TestGatewayEndToEnd(t *testing.T) {
 		n := len(col.status)
 		return n > 0 && col.status[n-1].State == telemetry.StateOffline && col.status[0].State == telemetry.StateOnline
 	})
+}
+
+// TestStoreAndForward: while the uplink is down the gateway keeps every
+// cycle in its disk queue; it is restarted (a new boot) before the broker
+// comes back; then every queued message arrives once, marked replay, in
+// order, and live messages of the new boot flow meanwhile.
+func TestStoreAndForward(t *testing.T) {
+	cfg, err := config.LoadDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Plant
+	gi, _ := p.GatewayIndex("gw-e01-1")
+	listen := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		listen["gw-e01-1/"+d.ID] = "127.0.0.1:0"
+	}
+	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addrs := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		addrs[d.ID] = s.Addr("gw-e01-1", d.ID)
+	}
+	// A port nobody listens on yet: the uplink is down.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerAddr := ln.Addr().String()
+	ln.Close()
+	qpath := filepath.Join(t.TempDir(), "queue")
+	opts := gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: "tcp://" + brokerAddr, DeviceAddr: addrs, PublishTimeout: 2 * time.Second, QueuePath: qpath}
+
+	first, err := gateway.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(first.Handler())
+	pending := func() int {
+		res, err := http.Get(hs.URL + "/healthz")
+		if err != nil {
+			return 0
+		}
+		defer res.Body.Close()
+		var h struct{ Pending int }
+		_ = json.NewDecoder(res.Body).Decode(&h)
+		return h.Pending
+	}
+	fctx, fstop := context.WithCancel(ctx)
+	fdone := make(chan error, 1)
+	go func() { fdone <- first.Run(fctx) }()
+	wait(t, "five queued cycles", 20*time.Second, func() bool { return pending() >= 5 })
+	fstop()
+	if err := <-fdone; err != nil {
+		t.Fatal(err)
+	}
+	hs.Close()
+	oldBoot := first.Boot()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The uplink comes back; the gateway restarts with the same queue.
+	url := brokerAt(t, brokerAddr)
+	col := collect(t, url, p)
+	second, err := gateway.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	sctx, sstop := context.WithCancel(ctx)
+	sdone := make(chan error, 1)
+	go func() { sdone <- second.Run(sctx) }()
+	defer func() { sstop(); <-sdone }()
+
+	var oldSeqs []uint64
+	wait(t, "the queued messages replayed and live ones flowing", 30*time.Second, func() bool {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		oldSeqs = oldSeqs[:0]
+		live := 0
+		for _, m := range col.messages {
+			switch m.Boot {
+			case oldBoot:
+				if !m.Replay {
+					t.Errorf("queued message %d arrived without the replay mark", m.Seq)
+				}
+				oldSeqs = append(oldSeqs, m.Seq)
+			case second.Boot():
+				if !m.Replay {
+					live++
+				}
+			}
+		}
+		return len(oldSeqs) >= 5 && live >= 2
+	})
+	for i, seq := range oldSeqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("replayed seqs %v: want 1, 2, 3, … once each, in order", oldSeqs)
+		}
+	}
 }

@@ -3,11 +3,11 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"hazardwatch/gateway/queue"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/telemetry"
 )
@@ -20,12 +20,11 @@ type metrics struct {
 	polls     *prometheus.CounterVec // device
 	readings  *prometheus.CounterVec // device, quality
 	errors    *prometheus.CounterVec // device, reason
-	queue     prometheus.Gauge       // messages waiting for a PUBACK
-	queueAge  prometheus.Gauge       // seconds the oldest has waited
-	dropped   prometheus.Counter     // oldest messages dropped from a full backlog
 	publish   prometheus.Histogram   // Publish → PUBACK
 	uplink    prometheus.Gauge       // 1 while the MQTT connection is open
 	lastCycle prometheus.Gauge       // Unix time of the last poll cycle
+
+	constLabels prometheus.Labels
 }
 
 func newMetrics(gateway string) *metrics {
@@ -35,15 +34,25 @@ func newMetrics(gateway string) *metrics {
 		polls:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_polls_total", Help: "Poll cycles of a device.", ConstLabels: c}, []string{"device"}),
 		readings:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_readings_total", Help: "Readings by device and quality.", ConstLabels: c}, []string{"device", "quality"}),
 		errors:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_read_errors_total", Help: "Readings that could not be read or are not trustworthy, by device and reason (timeout, exception_02, out_of_range, …).", ConstLabels: c}, []string{"device", "reason"}),
-		queue:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_queue_messages", Help: "Messages waiting for the broker's acknowledgement.", ConstLabels: c}),
-		queueAge:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_queue_age_seconds", Help: "How long the oldest waiting message has waited.", ConstLabels: c}),
-		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "hw_gateway_dropped_total", Help: "Oldest messages dropped because the backlog was full.", ConstLabels: c}),
 		publish:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hw_gateway_publish_seconds", Help: "Time from publishing a message to its PUBACK.", ConstLabels: c, Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		uplink:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_uplink_up", Help: "1 while the MQTT connection to the centre is open.", ConstLabels: c}),
 		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_last_cycle_timestamp_seconds", Help: "When the last poll cycle ended.", ConstLabels: c}),
 	}
-	m.reg.MustRegister(m.polls, m.readings, m.errors, m.queue, m.queueAge, m.dropped, m.publish, m.uplink, m.lastCycle)
+	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle)
+	m.constLabels = c
 	return m
+}
+
+// watchQueue exports the store-and-forward queue's depth, age and drops,
+// read from the queue when scraped.
+func (m *metrics) watchQueue(q *queue.Queue) {
+	c := m.constLabels
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hw_gateway_queue_messages", Help: "Messages in the store-and-forward queue, waiting for the broker's acknowledgement.", ConstLabels: c}, func() float64 { return float64(q.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hw_gateway_queue_bytes", Help: "Bytes in the store-and-forward queue.", ConstLabels: c}, func() float64 { return float64(q.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hw_gateway_queue_age_seconds", Help: "How long the oldest queued message has waited.", ConstLabels: c}, func() float64 { return q.OldestAge().Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hw_gateway_dropped_total", Help: "Oldest messages dropped because the queue was full (by size or age).", ConstLabels: c}, func() float64 { return float64(q.Dropped()) }),
+	)
 }
 
 // count records one device's poll.
@@ -89,14 +98,5 @@ func (g *Gateway) health() healthReport {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	polling := !g.lastCycle.IsZero() && g.o.Clock().Sub(g.lastCycle) < 3*g.period
-	return healthReport{OK: polling, Polling: polling, Uplink: g.uplinkUp, Pending: len(g.pending), Boot: g.boot}
-}
-
-func (m *metrics) setQueue(n int, oldest time.Time, now time.Time) {
-	m.queue.Set(float64(n))
-	if n == 0 {
-		m.queueAge.Set(0)
-		return
-	}
-	m.queueAge.Set(now.Sub(oldest).Seconds())
+	return healthReport{OK: polling, Polling: polling, Uplink: g.uplinkUp, Pending: g.q.Len(), Boot: g.boot}
 }

@@ -79,17 +79,25 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 
 	gctx, gstop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { gstop(); wg.Wait() }()
+	var gws []*gateway.Gateway
+	defer func() {
+		gstop()
+		wg.Wait()
+		for _, gw := range gws {
+			_ = gw.Close()
+		}
+	}()
 	for _, g := range cfg.Plant.Gateways {
 		addrs := map[string]string{}
 		for _, d := range g.Devices {
 			addrs[d.ID] = s.Addr(g.ID, d.ID)
 		}
-		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + c.MQTTAddr(), DeviceAddr: addrs, Logger: log.With("part", "gateway")})
+		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + c.MQTTAddr(), DeviceAddr: addrs, QueuePath: gatewayQueue(*dataDir, g.ID), Logger: log.With("part", "gateway")})
 		if err != nil {
 			fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 			return exitFailure
 		}
+		gws = append(gws, gw)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

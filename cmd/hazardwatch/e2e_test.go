@@ -337,10 +337,11 @@ func startPlant(t *testing.T, cfg *config.Config, mqttAddr string) (*sim.Simulat
 		for _, d := range gw.Devices {
 			addrs[d.ID] = s.Addr(gw.ID, d.ID)
 		}
-		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second})
+		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second, QueuePath: filepath.Join(t.TempDir(), gw.ID+".queue")})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = one.Close() })
 		gws[gw.ID] = one
 		wg.Add(1)
 		go func() {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -126,6 +127,7 @@ a retained status carrying its clock and an offline last will.`, stderr)
 	devices := deviceFlag{}
 	fs.Var(devices, "device", "override a device's address: DEVICE=HOST:PORT (repeatable)")
 	listen := fs.String("listen", "127.0.0.1:9101", "address of the gateway's own /healthz and /metrics (empty: none)")
+	dataDir := dataDirFlag(fs)
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -142,11 +144,16 @@ a retained status carrying its clock and an offline last will.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch gateway: %v\n", err)
 		return exitFailure
 	}
-	g, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: *id, Broker: *broker, Username: *user, Password: *pass, DeviceAddr: devices, Logger: newLogger(stderr, *debug)})
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "hazardwatch gateway: %v\n", err)
+		return exitFailure
+	}
+	g, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: *id, Broker: *broker, Username: *user, Password: *pass, DeviceAddr: devices, QueuePath: gatewayQueue(*dataDir, *id), Logger: newLogger(stderr, *debug)})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch gateway: %v\n", err)
 		return exitUsage
 	}
+	defer g.Close()
 	ctx, stop := signalContext()
 	defer stop()
 	if *listen != "" {
@@ -164,4 +171,10 @@ a retained status carrying its clock and an offline last will.`, stderr)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// gatewayQueue is a gateway's store-and-forward queue file under the data
+// directory.
+func gatewayQueue(dataDir, id string) string {
+	return filepath.Join(dataDir, "gateway-"+id+".queue")
 }

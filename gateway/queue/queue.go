@@ -239,7 +239,8 @@ func (q *Queue) Append(m Message) error {
 }
 
 // AppendBatch stores ms in order in one transaction (one fsync), as Append
-// does for one.
+// does for one, and sets each ms[i].Seq to the key it was stored under (the
+// caller acknowledges by it). On error no Seq is meaningful.
 func (q *Queue) AppendBatch(ms []Message) error {
 	if len(ms) == 0 {
 		return nil
@@ -261,7 +262,8 @@ func (q *Queue) AppendBatch(ms []Message) error {
 	st := q.snapshot()
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		msgs, boots, meta := tx.Bucket(bucketMsgs), tx.Bucket(bucketBoots), tx.Bucket(bucketMeta)
-		for _, m := range ms {
+		for i := range ms {
+			m := &ms[i]
 			if m.Created.IsZero() {
 				m.Created = now
 			}
@@ -269,8 +271,9 @@ func (q *Queue) AppendBatch(ms []Message) error {
 			if err != nil {
 				return err
 			}
+			m.Seq = key
 			// bbolt keeps the value slice until commit: each needs its own.
-			rec := appendRecord(make([]byte, 0, size(m)-keyLen), m)
+			rec := appendRecord(make([]byte, 0, size(*m)-keyLen), *m)
 			if err := msgs.Put(putUint(nil, key), rec); err != nil {
 				return err
 			}
@@ -285,7 +288,7 @@ func (q *Queue) AppendBatch(ms []Message) error {
 				st.oldest = m.Created
 			}
 			st.n++
-			st.bytes += int64(size(m))
+			st.bytes += int64(size(*m))
 		}
 		return q.enforce(msgs, meta, &st, now)
 	})

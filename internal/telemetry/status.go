@@ -14,6 +14,11 @@ type Status struct {
 	Boot  string
 	// TS is Unix milliseconds.
 	TS int64
+	// Dropped counts the messages the gateway's store-and-forward queue
+	// dropped, oldest first, because it was full (issue #4); optional, 0
+	// when absent. A present but malformed value is ignored: the status
+	// still says whether the gateway is online.
+	Dropped uint64
 }
 
 // The states of Status; the gateway's MQTT last will says offline.
@@ -33,7 +38,7 @@ func DecodeStatus(payload []byte) (Status, error) {
 	if !c.enter('{') {
 		return Status{}, malformed("the status is not a JSON object")
 	}
-	var state, boot, ts span
+	var state, boot, ts, dropped span
 	for {
 		key, _, more, ok := c.member()
 		if !ok {
@@ -53,6 +58,8 @@ func DecodeStatus(payload []byte) (Status, error) {
 			boot = sp
 		case "ts":
 			ts = sp
+		case "dropped":
+			dropped = sp
 		}
 	}
 	var s Status
@@ -73,6 +80,9 @@ func DecodeStatus(payload []byte) (Status, error) {
 	if s.TS, ok = int64Of(numberAt(payload, ts)); !ok {
 		return Status{}, malformed("ts is missing or not an integer of Unix milliseconds")
 	}
+	if n, ok := int64Of(numberAt(payload, dropped)); ok && n > 0 {
+		s.Dropped = uint64(n)
+	}
 	return s, nil
 }
 
@@ -84,5 +94,9 @@ func AppendStatus(dst []byte, s Status) []byte {
 	dst = appendString(dst, s.Boot)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, s.TS, 10)
+	if s.Dropped > 0 {
+		dst = append(dst, `,"dropped":`...)
+		dst = strconv.AppendUint(dst, s.Dropped, 10)
+	}
 	return append(dst, '}')
 }

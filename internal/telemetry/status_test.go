@@ -12,11 +12,13 @@ func TestDecodeStatus(t *testing.T) {
 		want    Status
 		reason  Reason // 0: accepted
 	}{
-		{`{"state":"online","boot":"2f9c","ts":1732442400123}`, Status{"online", "2f9c", 1732442400123}, 0},
-		{`{"ts":1732442400123,"boot":"2f9c","state":"offline","fw":"1.2"}`, Status{"offline", "2f9c", 1732442400123}, 0},
-		{` {"state":"\u006fnline","boot":"b\n","ts":1.7e12,"extra":{"a":[1]}} `, Status{"online", "b\n", 1700000000000}, 0},
-		{`{"state":"online","state":"offline","boot":"b","ts":1}`, Status{"offline", "b", 1}, 0},
-		{`{"state":"online","boot":"b","ts":-1}`, Status{"online", "b", -1}, 0},
+		{`{"state":"online","boot":"2f9c","ts":1732442400123}`, Status{State: "online", Boot: "2f9c", TS: 1732442400123}, 0},
+		{`{"ts":1732442400123,"boot":"2f9c","state":"offline","fw":"1.2"}`, Status{State: "offline", Boot: "2f9c", TS: 1732442400123}, 0},
+		{` {"state":"\u006fnline","boot":"b\n","ts":1.7e12,"extra":{"a":[1]}} `, Status{State: "online", Boot: "b\n", TS: 1700000000000}, 0},
+		{`{"state":"online","state":"offline","boot":"b","ts":1}`, Status{State: "offline", Boot: "b", TS: 1}, 0},
+		{`{"state":"online","boot":"b","ts":-1}`, Status{State: "online", Boot: "b", TS: -1}, 0},
+		{`{"state":"online","boot":"b","ts":1,"dropped":42}`, Status{State: "online", Boot: "b", TS: 1, Dropped: 42}, 0},
+		{`{"state":"online","boot":"b","ts":1,"dropped":"many"}`, Status{State: "online", Boot: "b", TS: 1}, 0},
 		{`{"state":"online","boot":"b","ts":1`, Status{}, ReasonInvalidJSON},
 		{`online`, Status{}, ReasonInvalidJSON},
 		{``, Status{}, ReasonInvalidJSON},
