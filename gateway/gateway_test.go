@@ -109,36 +109,50 @@ func wait(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// simulated serves one gateway's devices of the demo plant on free ports
+// (baselines only) and returns the plant, the simulator and the devices'
+// addresses.
+func simulated(t *testing.T, gateway string, seed int64) (*model.Plant, *sim.Simulator, map[string]string) {
+	t.Helper()
+	cfg, err := config.LoadDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Plant
+	gi, ok := p.GatewayIndex(gateway)
+	if !ok {
+		t.Fatalf("no gateway %s", gateway)
+	}
+	listen := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		listen[gateway+"/"+d.ID] = "127.0.0.1:0"
+	}
+	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = s.Close() })
+	addrs := map[string]string{}
+	for _, d := range p.Gateways[gi].Devices {
+		addrs[d.ID] = s.Addr(gateway, d.ID)
+	}
+	return p, s, addrs
+}
+
 // TestGatewayEndToEnd polls the simulated devices of gw-e01-1 over real
 // Modbus TCP and publishes over real MQTT: every sensor arrives each cycle
 // with the value the device holds; an exception and a silent device give
 // q bad with their reason, never a value; the retained status says online,
 // then offline when the gateway stops.
 func TestGatewayEndToEnd(t *testing.T) {
-	cfg, err := config.LoadDemo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := cfg.Plant
+	p, s, addrs := simulated(t, "gw-e01-1", 1)
 	gi, _ := p.GatewayIndex("gw-e01-1")
-	listen := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		listen["gw-e01-1/"+d.ID] = "127.0.0.1:0"
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addrs := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		addrs[d.ID] = s.Addr("gw-e01-1", d.ID)
-	}
 	url := broker(t)
 	col := collect(t, url, p)
 
@@ -268,30 +282,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 // comes back; then every queued message arrives once, marked replay, in
 // order, and live messages of the new boot flow meanwhile.
 func TestStoreAndForward(t *testing.T) {
-	cfg, err := config.LoadDemo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := cfg.Plant
-	gi, _ := p.GatewayIndex("gw-e01-1")
-	listen := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		listen["gw-e01-1/"+d.ID] = "127.0.0.1:0"
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, addrs := simulated(t, "gw-e01-1", 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addrs := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		addrs[d.ID] = s.Addr("gw-e01-1", d.ID)
-	}
 	// A port nobody listens on yet: the uplink is down.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
