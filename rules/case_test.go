@@ -2,7 +2,6 @@ package rules
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"hazardwatch/internal/golden"
 	"hazardwatch/internal/model"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/cases/*/want.txt from what the engine does")
 
 // A rule case is a folder under testdata/cases:
 //
@@ -51,20 +49,7 @@ func TestCases(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			c := loadCase(t, dir)
 			got := runCase(c)
-			wantFile := filepath.Join(dir, "want.txt")
-			if *update {
-				if err := os.WriteFile(wantFile, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(wantFile)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("transitions differ from %s\n--- got\n%s--- want\n%s", wantFile, got, want)
-			}
+			golden.Check(t, filepath.Join(dir, "want.txt"), got)
 		})
 	}
 }

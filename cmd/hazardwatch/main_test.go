@@ -2,14 +2,13 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"hazardwatch/internal/golden"
+)
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
@@ -29,7 +28,7 @@ func TestCheckDemo(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", w, out)
 		}
 	}
-	golden(t, "check-demo.golden", out)
+	golden.Check(t, filepath.Join("../../testdata/cmd", "check-demo.golden"), out)
 	// Unverified reference rows are named, never silently used.
 	if !strings.Contains(errOut, "unverified") {
 		t.Errorf("no warning about unverified reference rows:\n%s", errOut)
@@ -95,23 +94,6 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.inStderr, errOut)
 			}
 		})
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("../../testdata/cmd", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
 

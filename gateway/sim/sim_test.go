@@ -21,10 +21,9 @@ import (
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/golden"
 	"hazardwatch/internal/model"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestMain fails the run when goroutines outlive the tests: every
 // simulator is closed by its test, and what it started must be gone. The
@@ -907,19 +906,7 @@ func TestBrokenScenarios(t *testing.T) {
 				}
 			}
 			got := errs.Error() + "\n"
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(f, ".yaml")+".golden", got)
 		})
 	}
 }

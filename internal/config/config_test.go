@@ -2,7 +2,6 @@ package config_test
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,10 +11,9 @@ import (
 	"hazardwatch/configs"
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/golden"
 	"hazardwatch/internal/model"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const testdata = "../../testdata/config"
 
@@ -142,19 +140,7 @@ func TestBroken(t *testing.T) {
 				}
 			}
 			got := errs.Error() + "\n"
-			golden := filepath.Join(dir, "errors.golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			golden.Check(t, filepath.Join(dir, "errors.golden"), got)
 		})
 	}
 }

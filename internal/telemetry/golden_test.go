@@ -3,7 +3,6 @@ package telemetry
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,10 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"hazardwatch/internal/golden"
 	"hazardwatch/internal/model"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/telemetry")
 
 const goldenDir = "../../testdata/telemetry"
 
@@ -79,20 +77,7 @@ func TestGolden(t *testing.T) {
 				seen[r.Reason] = true
 			}
 			got := formatResult(plant, c, &m, err)
-			golden := filepath.Join(goldenDir, c.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("decoded %s differs from %s:\n--- got\n%s--- want\n%s", c.name, golden, got, want)
-			}
+			golden.Check(t, filepath.Join(goldenDir, c.name+".golden"), got)
 		})
 	}
 	// The golden cases are the contract's examples: each rejection a
