@@ -24,6 +24,7 @@ import (
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
 )
 
@@ -95,18 +96,6 @@ func collect(t *testing.T, url string, p *model.Plant) *collector {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	return c
-}
-
-// wait polls cond until it holds or the deadline passes.
-func wait(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // simulated serves one gateway's devices of the demo plant on free ports
@@ -183,7 +172,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 		return col.messages[len(col.messages)-1], len(col.messages)
 	}
-	wait(t, "two telemetry messages", 15*time.Second, func() bool { _, n := last(); return n >= 2 })
+	poll.Until(t, "two telemetry messages", 15*time.Second, func() bool { _, n := last(); return n >= 2 })
 	m, _ := last()
 	if len(m.Readings) != len(mine) || m.Boot != g.Boot() || m.Seq < 2 {
 		t.Fatalf("message: %d readings (want %d), boot %q seq %d", len(m.Readings), len(mine), m.Boot, m.Seq)
@@ -202,7 +191,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	// for its sensors, no value.
 	dev := p.Gateways[gi].Devices[p.Sensors[pi].Device].ID
 	s.SetException("gw-e01-1", dev, 4)
-	wait(t, "exception readings", 15*time.Second, func() bool {
+	poll.Until(t, "exception readings", 15*time.Second, func() bool {
 		m, _ := last()
 		for _, r := range m.Readings {
 			if r.SensorIdx == pi {
@@ -245,7 +234,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 
 	s.SetSilent("gw-e01-1", dev, true)
-	wait(t, "timeout readings", 20*time.Second, func() bool {
+	poll.Until(t, "timeout readings", 20*time.Second, func() bool {
 		m, _ := last()
 		for _, r := range m.Readings {
 			if r.SensorIdx == pi {
@@ -255,7 +244,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 		return false
 	})
 	s.SetSilent("gw-e01-1", dev, false)
-	wait(t, "good readings again", 20*time.Second, func() bool {
+	poll.Until(t, "good readings again", 20*time.Second, func() bool {
 		m, _ := last()
 		for _, r := range m.Readings {
 			if r.SensorIdx == pi {
@@ -269,7 +258,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "offline status", 5*time.Second, func() bool {
+	poll.Until(t, "offline status", 5*time.Second, func() bool {
 		col.mu.Lock()
 		defer col.mu.Unlock()
 		n := len(col.status)
@@ -313,7 +302,7 @@ func TestStoreAndForward(t *testing.T) {
 	fctx, fstop := context.WithCancel(ctx)
 	fdone := make(chan error, 1)
 	go func() { fdone <- first.Run(fctx) }()
-	wait(t, "five queued cycles", 20*time.Second, func() bool { return pending() >= 5 })
+	poll.Until(t, "five queued cycles", 20*time.Second, func() bool { return pending() >= 5 })
 	fstop()
 	if err := <-fdone; err != nil {
 		t.Fatal(err)
@@ -338,7 +327,7 @@ func TestStoreAndForward(t *testing.T) {
 	defer func() { sstop(); <-sdone }()
 
 	var oldSeqs []uint64
-	wait(t, "the queued messages replayed and live ones flowing", 30*time.Second, func() bool {
+	poll.Until(t, "the queued messages replayed and live ones flowing", 30*time.Second, func() bool {
 		col.mu.Lock()
 		defer col.mu.Unlock()
 		oldSeqs = oldSeqs[:0]

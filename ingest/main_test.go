@@ -17,6 +17,7 @@ import (
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
 )
 
@@ -254,13 +255,7 @@ func mustPublish(tb testing.TB, c paho.Client, topic string, payload []byte) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %s", what, waitLong)
-		}
-		time.Sleep(pollStep)
-	}
+	poll.Until(tb, what, waitLong, cond)
 }
 
 // storedEntry is an Entry copied out of the stream.

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
 )
 
@@ -80,7 +81,7 @@ func TestDurabilityKill9(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "400 acknowledged messages", 60*time.Second, func() bool { return total() >= 400 })
+	poll.Until(t, "400 acknowledged messages", 60*time.Second, func() bool { return total() >= 400 })
 	centre.kill(t) // while the publishers are mid-stream
 	close(stop)
 	wg.Wait()
@@ -91,7 +92,7 @@ func TestDurabilityKill9(t *testing.T) {
 	to := time.UnixMilli(start + 1_000_000).UTC().Format(time.RFC3339Nano)
 	for _, p := range pubs {
 		var missing []int64
-		waitFor(t, "history of "+p.sensor, 60*time.Second, func() bool {
+		poll.Until(t, "history of "+p.sensor, 60*time.Second, func() bool {
 			var h struct {
 				Items []struct {
 					TS    time.Time `json:"ts"`
@@ -187,15 +188,15 @@ func TestDuplicateRaisesNoSecondAlarm(t *testing.T) {
 	}
 
 	publish()
-	waitFor(t, "the alarm", 30*time.Second, func() bool { id, _ := alarmEvents(); return id != "" })
+	poll.Until(t, "the alarm", 30*time.Second, func() bool { id, _ := alarmEvents(); return id != "" })
 	id, events := alarmEvents()
 	publish()
-	waitFor(t, "the duplicate counted", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
+	poll.Until(t, "the duplicate counted", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
 
 	centre.kill(t)
 	startCentre(t, dataDir, httpAddr, mqttAddr)
 	publish()
-	waitFor(t, "the duplicate counted after the restart", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
+	poll.Until(t, "the duplicate counted after the restart", 10*time.Second, func() bool { return metricValue(t, httpAddr, dup) == 1 })
 	if id2, events2 := alarmEvents(); id2 != id || events2 != events {
 		t.Fatalf("after the duplicates: alarm %s with %d events, want %s with %d", id2, events2, id, events)
 	}

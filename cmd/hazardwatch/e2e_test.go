@@ -23,6 +23,7 @@ import (
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 )
 
 // The end-to-end tests run the real binary as the centre, so that it can be
@@ -109,7 +110,7 @@ func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string) *centreProc {
 			t.Logf("centre log:\n%s", c.log.String())
 		}
 	})
-	waitFor(t, "the centre to be ready", 60*time.Second, func() bool {
+	poll.Until(t, "the centre to be ready", 60*time.Second, func() bool {
 		res, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
@@ -126,17 +127,6 @@ func (c *centreProc) kill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.cmd.Wait()
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func apiCall(t *testing.T, method, url, token string, body any, out any) int {
@@ -193,7 +183,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The level reaches the centre.
 	base := "http://" + httpAddr + "/api/v1"
-	waitFor(t, "the first readings", 30*time.Second, func() bool {
+	poll.Until(t, "the first readings", 30*time.Second, func() bool {
 		var page struct {
 			Items []struct {
 				ID    string   `json:"id"`
@@ -365,5 +355,5 @@ func startPlant(t *testing.T, cfg *config.Config, mqttAddr string) (*sim.Simulat
 func waitPolled(t *testing.T, g *gateway.Gateway, n uint64) {
 	t.Helper()
 	start := g.Published()
-	waitFor(t, "poll cycles", 20*time.Second, func() bool { return g.Published() >= start+n })
+	poll.Until(t, "poll cycles", 20*time.Second, func() bool { return g.Published() >= start+n })
 }

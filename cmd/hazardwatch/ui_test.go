@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hazardwatch/internal/poll"
 )
 
 // uiTools finds node, playwright-core (installed by test.sh under the
@@ -69,7 +71,7 @@ func TestBrowserAcknowledge(t *testing.T) {
 	}
 	base := "http://" + httpAddr
 	var id string
-	waitFor(t, "the alarm", 30*time.Second, func() bool {
+	poll.Until(t, "the alarm", 30*time.Second, func() bool {
 		var page struct {
 			Items []struct {
 				ID     string            `json:"id"`

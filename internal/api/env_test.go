@@ -24,6 +24,7 @@ import (
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 	"hazardwatch/internal/store"
 )
 
@@ -245,13 +246,7 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, what, 10*time.Second, cond)
 }
 
 func (e *env) sensor(id string) int32 {
