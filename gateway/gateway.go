@@ -66,6 +66,7 @@ type Gateway struct {
 
 	published atomic.Uint64     // messages the broker acknowledged
 	outs      [][]telemetry.Out // per device, reused every cycle
+	all       []telemetry.Out   // the cycle's readings, reused: valid until the next cycle
 	m         *metrics
 
 	q *queue.Queue
@@ -231,16 +232,16 @@ func (g *Gateway) cycle() []telemetry.Out {
 		}()
 	}
 	wg.Wait()
-	var all []telemetry.Out
+	g.all = g.all[:0]
 	for _, o := range g.outs {
-		all = append(all, o...)
+		g.all = append(g.all, o...)
 	}
 	now := g.o.Clock()
 	g.mu.Lock()
 	g.lastCycle = now
 	g.mu.Unlock()
 	g.m.lastCycle.Set(float64(now.UnixMilli()) / 1000)
-	return all
+	return g.all
 }
 
 func (g *Gateway) setUplink(up bool) {
