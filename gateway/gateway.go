@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,10 @@ type Options struct {
 	// Broker is the MQTT broker's URL, e.g. tcp://127.0.0.1:1883.
 	Broker             string
 	Username, Password string
+	// TLS, when set, secures the uplink (a tls:// or ssl:// Broker URL):
+	// the centre's CA and, for client-certificate authentication, the
+	// gateway's certificate.
+	TLS *tls.Config
 	// DeviceAddr overrides device addresses by device id (the demo and
 	// tests point devices at a simulator on free ports).
 	DeviceAddr map[string]string
@@ -48,26 +53,45 @@ type Options struct {
 	// replay, after each live one (default 10): a backlog drains while live
 	// data keeps flowing.
 	ReplayPerCycle int
-	Clock          func() time.Time
-	Logger         *slog.Logger
+	// MaxBackoff bounds the wait between tries at a device that does not
+	// answer or says it is busy (default 30 s). The first failure is
+	// retried at the next poll slot; each further one doubles the wait,
+	// from one poll period up to MaxBackoff.
+	MaxBackoff time.Duration
+	// Clock stamps the readings (default time.Now). Poll slots follow the
+	// monotonic clock.
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
-// Gateway polls its devices every poll period and publishes one telemetry
-// message per cycle.
+// Gateway polls each of its devices on the device's own schedule and
+// publishes what the polls read, one message per poll cycle.
+//
+// Goroutines, all owned by Run and ended before it returns:
+//   - Run itself is the scheduler: it wakes at each device's poll slots
+//     (start + k × period, so there is no drift) and hands the slot to the
+//     device's goroutine; a device still busy with its last poll misses
+//     the slot (counted), and nobody else waits for it.
+//   - one goroutine per device polls it and hands its readings to the
+//     collector;
+//   - the collector makes a message of what the devices read as soon as
+//     every poll started has ended (or a short window after the first
+//     readings, when a slow device is still at it) and makes it durable in
+//     the queue;
+//   - the sender publishes those messages, then replays the backlog, and
+//     republishes the retained status.
 type Gateway struct {
-	o       Options
-	gw      int32
-	ent     string
-	boot    string
-	plans   []devicePlan
-	clients []ModbusClient
-	period  time.Duration
-	log     *slog.Logger
+	o      Options
+	gw     int32
+	ent    string
+	boot   string
+	devs   []*device
+	period time.Duration // the gateway's fastest poll period
+	log    *slog.Logger
 
-	published atomic.Uint64     // messages the broker acknowledged
-	outs      [][]telemetry.Out // per device, reused every cycle
-	all       []telemetry.Out   // the cycle's readings, reused: valid until the next cycle
+	published atomic.Uint64 // messages the broker acknowledged
 	m         *metrics
+	col       collector
 
 	q *queue.Queue
 
@@ -101,6 +125,9 @@ func New(o Options) (*Gateway, error) {
 	if o.ReplayPerCycle == 0 {
 		o.ReplayPerCycle = 10
 	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -120,13 +147,14 @@ func New(o Options) (*Gateway, error) {
 		if err != nil {
 			return nil, err
 		}
-		// One cycle polls its devices together; the slowest device sets the
-		// cycle's pace, so the gateway polls at its fastest device period.
-		g.period = min(g.period, time.Duration(plan.device.PollPeriodMS)*time.Millisecond)
-		g.plans = append(g.plans, plan)
-		g.clients = append(g.clients, c)
+		p := time.Duration(plan.device.PollPeriodMS) * time.Millisecond
+		if p <= 0 {
+			p = g.period
+		}
+		g.period = min(g.period, p)
+		g.devs = append(g.devs, &device{plan: plan, client: c, period: p, slot: make(chan time.Time, 1)})
 	}
-	g.outs = make([][]telemetry.Out, len(g.plans))
+	g.col.ready = make(chan struct{}, 1)
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("gateway: boot id: %w", err)
@@ -146,8 +174,8 @@ func New(o Options) (*Gateway, error) {
 
 // Close closes the queue and the device connections; call it after Run.
 func (g *Gateway) Close() error {
-	for _, c := range g.clients {
-		_ = c.Close()
+	for _, d := range g.devs {
+		_ = d.client.Close()
 	}
 	return g.q.Close()
 }
@@ -163,9 +191,12 @@ func (g *Gateway) status(state string) []byte {
 }
 
 // Run polls and publishes until ctx ends, then sets its status offline and
-// disconnects.
+// disconnects. Readings polled before the end are in the queue when Run
+// returns; what was not yet sent goes out, marked replay, after the next
+// start.
 func (g *Gateway) Run(ctx context.Context) error {
 	statusTopic := telemetry.StatusTopic(g.ent, g.o.Gateway)
+	wake := make(chan struct{}, 1)
 	opts := mqtt.NewClientOptions().
 		AddBroker(g.o.Broker).
 		SetClientID(g.o.Gateway).
@@ -179,69 +210,52 @@ func (g *Gateway) Run(ctx context.Context) error {
 		SetKeepAlive(15*time.Second).
 		SetOrderMatters(false).
 		SetWill(statusTopic, string(g.status("offline")), 1, true)
+	if g.o.TLS != nil {
+		opts.SetTLSConfig(g.o.TLS)
+	}
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		// Fresh on every (re)connect: the centre measures clock skew from it.
 		c.Publish(statusTopic, 1, true, g.status("online"))
 		g.setUplink(true)
-		g.log.Info("uplink connected", "broker", g.o.Broker)
+		g.log.Info("uplink connected", "broker", g.o.Broker, "queued", g.q.Len())
+		select {
+		case wake <- struct{}{}: // replay the backlog now
+		default:
+		}
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		g.setUplink(false)
-		g.log.Warn("uplink lost", "err", err)
+		g.log.Warn("uplink lost; poll cycles are kept in the queue", "err", err)
 	})
 	client := mqtt.NewClient(opts)
 	client.Connect() // retries in the background until it succeeds
-	defer func() {
-		t := client.Publish(statusTopic, 1, true, g.status("offline"))
-		t.WaitTimeout(time.Second)
-		client.Disconnect(250)
-	}()
-	g.log.Info("gateway started", "boot", g.boot, "devices", len(g.plans), "period", g.period)
+	g.log.Info("gateway started", "boot", g.boot, "devices", len(g.devs), "period", g.period)
 
-	tick := time.NewTicker(g.period)
-	defer tick.Stop()
-	status := time.NewTicker(g.o.StatusEvery)
-	defer status.Stop()
-	topic := telemetry.TelemetryTopic(g.ent, g.o.Gateway)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-status.C:
-			client.Publish(statusTopic, 1, true, g.status("online"))
-		case <-tick.C:
-			live, ok := g.store(g.cycle())
-			g.send(ctx, client, topic, live, ok)
-		}
+	var devices, rest sync.WaitGroup
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	defer stopPolls()
+	for _, d := range g.devs {
+		devices.Go(func() { g.pollLoop(pollCtx, d) })
 	}
-}
+	fresh := make(chan queue.Message, 64)
+	polled := make(chan struct{})
+	rest.Go(func() { g.collect(polled, fresh) })
+	sendCtx, stopSend := context.WithCancel(context.Background())
+	rest.Go(func() { g.sendLoop(sendCtx, client, statusTopic, fresh, wake) })
 
-// cycle polls every device at once and returns the message of this cycle.
-func (g *Gateway) cycle() []telemetry.Out {
-	var wg sync.WaitGroup
-	for i := range g.plans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var err error
-			g.outs[i], err = pollDevice(g.clients[i], &g.plans[i], g.o.Clock, g.outs[i][:0])
-			if err != nil {
-				g.log.Debug("poll failed", "err", err)
-			}
-			g.m.count(g.plans[i].device.ID, g.outs[i])
-		}()
-	}
-	wg.Wait()
-	g.all = g.all[:0]
-	for _, o := range g.outs {
-		g.all = append(g.all, o...)
-	}
-	now := g.o.Clock()
-	g.mu.Lock()
-	g.lastCycle = now
-	g.mu.Unlock()
-	g.m.lastCycle.Set(float64(now.UnixMilli()) / 1000)
-	return g.all
+	g.schedule(ctx)
+
+	// Shutdown: the polls end (each within its timeout), the collector keeps
+	// what they read, then the sender stops and the status goes offline.
+	stopPolls()
+	devices.Wait()
+	close(polled)
+	stopSend()
+	rest.Wait()
+	t := client.Publish(statusTopic, 1, true, g.status("offline"))
+	t.WaitTimeout(time.Second)
+	client.Disconnect(250)
+	return nil
 }
 
 func (g *Gateway) setUplink(up bool) {
@@ -252,87 +266,5 @@ func (g *Gateway) setUplink(up bool) {
 		g.m.uplink.Set(1)
 	} else {
 		g.m.uplink.Set(0)
-	}
-}
-
-// store makes a cycle's message durable in the queue before it is sent:
-// its seq is taken from the queue (kept on disk, SPEC §2) and the message is
-// on disk when store returns. ok is false when the disk failed: the message
-// is then sent once without a store behind it, and the failure logged.
-func (g *Gateway) store(readings []telemetry.Out) (queue.Message, bool) {
-	seq, err := g.q.NextSeq(g.boot)
-	if err != nil {
-		g.log.Error("store-and-forward queue: no seq; this cycle is not kept", "err", err)
-		return queue.Message{}, false
-	}
-	ms := []queue.Message{{Boot: g.boot, MsgSeq: seq, Payload: telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, seq, false, readings)}}
-	if err := g.q.AppendBatch(ms); err != nil {
-		g.log.Error("store-and-forward queue: append failed; sending without a copy on disk", "err", err, "seq", seq)
-		return ms[0], false
-	}
-	return ms[0], true
-}
-
-// send publishes the live message, then up to ReplayPerCycle queued ones,
-// oldest first and marked replay; each leaves the queue only after its
-// PUBACK. It stops at the first message not acknowledged in time: it stays
-// queued (the centre drops the copy if it did arrive).
-func (g *Gateway) send(ctx context.Context, c mqtt.Client, topic string, live queue.Message, stored bool) {
-	if !c.IsConnectionOpen() {
-		return
-	}
-	if live.Payload != nil {
-		if !g.publish(c, topic, live.Payload) {
-			return
-		}
-		if stored {
-			g.ack(live.Seq)
-		}
-	}
-	backlog, err := g.q.Oldest(g.o.ReplayPerCycle + 1)
-	if err != nil {
-		g.log.Error("store-and-forward queue: read failed", "err", err)
-		return
-	}
-	sent := 0
-	for _, m := range backlog {
-		if m.Seq == live.Seq || sent == g.o.ReplayPerCycle || ctx.Err() != nil {
-			continue
-		}
-		sent++
-		if !g.publish(c, topic, replayed(m.Payload)) {
-			return
-		}
-		g.ack(m.Seq)
-	}
-}
-
-// replayed marks a stored message as sent from the queue: `"replay":true`
-// goes first in the object (the stored message never carries it).
-func replayed(payload []byte) []byte {
-	if len(payload) < 2 || payload[0] != '{' {
-		return payload
-	}
-	out := make([]byte, 0, len(payload)+15)
-	out = append(out, `{"replay":true,`...)
-	return append(out, payload[1:]...)
-}
-
-func (g *Gateway) publish(c mqtt.Client, topic string, payload []byte) bool {
-	start := time.Now()
-	t := c.Publish(topic, 1, false, payload)
-	if !t.WaitTimeout(g.o.PublishTimeout) || t.Error() != nil {
-		g.log.Warn("publish not acknowledged; the message stays queued", "err", t.Error(), "queued", g.q.Len())
-		return false
-	}
-	g.m.publish.Observe(time.Since(start).Seconds())
-	g.published.Add(1)
-	return true
-}
-
-func (g *Gateway) ack(seq uint64) {
-	if err := g.q.Ack(seq); err != nil {
-		// Sent again later: the centre drops the duplicate.
-		g.log.Error("store-and-forward queue: ack failed", "err", err)
 	}
 }

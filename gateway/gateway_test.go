@@ -98,6 +98,35 @@ func collect(t *testing.T, url string, p *model.Plant) *collector {
 	return c
 }
 
+// freeAddr is a loopback address nobody listens on (until a test does).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// latest is each sensor's newest reading from messages of boot.
+func (c *collector) latest(boot string) map[int32]model.Reading {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int32]model.Reading{}
+	for _, m := range c.messages {
+		if m.Boot != boot {
+			continue
+		}
+		for _, r := range m.Readings {
+			if old, ok := out[r.SensorIdx]; !ok || r.TS >= old.TS {
+				out[r.SensorIdx] = r
+			}
+		}
+	}
+	return out
+}
+
 // simulated serves one gateway's devices of the demo plant on free ports
 // (baselines only) and returns the plant, the simulator and the devices'
 // addresses.
@@ -274,13 +303,7 @@ func TestStoreAndForward(t *testing.T) {
 	p, _, addrs := simulated(t, "gw-e01-1", 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// A port nobody listens on yet: the uplink is down.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	brokerAddr := ln.Addr().String()
-	ln.Close()
+	brokerAddr := freeAddr(t) // nobody listens there yet: the uplink is down
 	qpath := filepath.Join(t.TempDir(), "queue")
 	opts := gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: "tcp://" + brokerAddr, DeviceAddr: addrs, PublishTimeout: 2 * time.Second, QueuePath: qpath}
 

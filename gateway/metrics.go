@@ -23,6 +23,8 @@ type metrics struct {
 	publish   prometheus.Histogram   // Publish → PUBACK
 	uplink    prometheus.Gauge       // 1 while the MQTT connection is open
 	lastCycle prometheus.Gauge       // Unix time of the last poll cycle
+	overruns  *prometheus.CounterVec // device: slots missed
+	backoff   *prometheus.GaugeVec   // device: the current back-off wait
 
 	constLabels prometheus.Labels
 }
@@ -36,9 +38,11 @@ func newMetrics(gateway string) *metrics {
 		errors:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_read_errors_total", Help: "Readings that could not be read or are not trustworthy, by device and reason (timeout, exception_02, out_of_range, …).", ConstLabels: c}, []string{"device", "reason"}),
 		publish:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hw_gateway_publish_seconds", Help: "Time from publishing a message to its PUBACK.", ConstLabels: c, Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		uplink:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_uplink_up", Help: "1 while the MQTT connection to the centre is open.", ConstLabels: c}),
-		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_last_cycle_timestamp_seconds", Help: "When the last poll cycle ended.", ConstLabels: c}),
+		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_last_cycle_timestamp_seconds", Help: "When the last poll cycle's message was made.", ConstLabels: c}),
+		overruns:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_poll_overruns_total", Help: "Poll slots a device missed because its previous poll had not ended (a slow device, or one timing out).", ConstLabels: c}, []string{"device"}),
+		backoff:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hw_gateway_backoff_seconds", Help: "How long the gateway waits before asking a device that did not answer (or said it is busy) again; 0 while it answers.", ConstLabels: c}, []string{"device"}),
 	}
-	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle)
+	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle, m.overruns, m.backoff)
 	m.constLabels = c
 	return m
 }
@@ -55,9 +59,12 @@ func (m *metrics) watchQueue(q *queue.Queue) {
 	)
 }
 
-// count records one device's poll.
-func (m *metrics) count(device string, outs []telemetry.Out) {
-	m.polls.WithLabelValues(device).Inc()
+// count records one device's readings; polled is false for a slot of a
+// device in back-off, which was not asked.
+func (m *metrics) count(device string, outs []telemetry.Out, polled bool) {
+	if polled {
+		m.polls.WithLabelValues(device).Inc()
+	}
 	for _, o := range outs {
 		m.readings.WithLabelValues(device, o.Quality.String()).Inc()
 		if o.Reason != model.ReasonNone {

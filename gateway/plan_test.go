@@ -142,7 +142,7 @@ func TestPollQuality(t *testing.T) {
 		{"exception 02", &fakeDevice{err: &modbus.ModbusError{FunctionCode: 3, ExceptionCode: 2}}, []model.Quality{model.Bad, model.Bad}, []model.QualityReason{model.ModbusException(2), model.ModbusException(2)}, 0},
 		{"timeout", &fakeDevice{err: fmt.Errorf("read: %w", timeoutErr{})}, []model.Quality{model.Bad, model.Bad}, []model.QualityReason{model.ReasonTimeout, model.ReasonTimeout}, 1},
 		{"deadline", &fakeDevice{err: os.ErrDeadlineExceeded}, []model.Quality{model.Bad, model.Bad}, []model.QualityReason{model.ReasonTimeout, model.ReasonTimeout}, 1},
-		{"transaction id mismatch", &fakeDevice{err: errors.New("modbus: response transaction id '7' does not match request '8'")}, []model.Quality{model.Bad, model.Bad}, []model.QualityReason{model.ReasonConnection, model.ReasonConnection}, 1},
+		{"transaction id mismatch", &fakeDevice{err: errors.New("modbus: response transaction id '7' does not match request '8'")}, []model.Quality{model.Bad, model.Bad}, []model.QualityReason{model.ReasonMalformedResponse, model.ReasonMalformedResponse}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

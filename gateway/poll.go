@@ -3,8 +3,10 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/goburrow/modbus"
@@ -42,6 +44,12 @@ func read(c modbusReader, r *request) ([]byte, error) {
 // reasonOf classifies a failed read. Anything but a Modbus exception leaves
 // the connection in doubt: goburrow keeps its socket after a timeout, so a
 // late answer could be taken for the next request's; the caller closes it.
+//
+// goburrow v0.1.0 (pinned) reports a frame it cannot use with errors made by
+// fmt.Errorf, all starting "modbus: response" or "modbus: length in
+// response" (a transaction, protocol or unit id that does not match, a byte
+// count that disagrees with the frame): those are malformed responses. A
+// frame cut off by the device closing the connection is a short response.
 func reasonOf(err error) (reason model.QualityReason, keepConn bool) {
 	var me *modbus.ModbusError
 	var ne net.Error
@@ -50,18 +58,41 @@ func reasonOf(err error) (reason model.QualityReason, keepConn bool) {
 		return model.ModbusException(me.ExceptionCode), true
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		return model.ReasonTimeout, false
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return model.ReasonShortResponse, false
+	}
+	if msg := err.Error(); strings.Contains(msg, "modbus: response") || strings.Contains(msg, "modbus: length in response") {
+		return model.ReasonMalformedResponse, false
 	}
 	return model.ReasonConnection, false
 }
 
+// pollResult is what a device's poll says about the device itself.
+type pollResult struct {
+	// err is the first failure, for the log.
+	err error
+	// halted: the device did not answer (timeout, connection refused or
+	// lost) or said it is busy (exception 06), so the rest of its requests
+	// were not sent; every sensor of those requests carries reason.
+	halted bool
+	busy   bool
+	reason model.QualityReason
+}
+
 // pollDevice reads every request of a device once and appends one reading
 // per sensor: the decoded value, or q bad with the reason it could not be
-// read — never a made-up value.
-func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []telemetry.Out) ([]telemetry.Out, error) {
-	var firstErr error
+// read — never a made-up value. When the device does not answer or is busy
+// the remaining requests are not sent (each would wait out its own
+// timeout): their sensors get the same reason at once.
+func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []telemetry.Out) ([]telemetry.Out, pollResult) {
+	var res pollResult
 	for i := range plan.requests {
 		r := &plan.requests[i]
 		ts := now().UnixMilli()
+		if res.halted {
+			out = r.appendBad(out, ts, res.reason)
+			continue
+		}
 		data, err := read(c, r)
 		if err == nil && len(data) < responseBytes(r) {
 			err = fmt.Errorf("%w: %d bytes for %d %s", ErrShort, len(data), r.quantity, r.area)
@@ -74,12 +105,16 @@ func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []te
 			if !keep {
 				_ = c.Close() // reconnect on the next request
 			}
-			if firstErr == nil {
-				firstErr = fmt.Errorf("device %s: read %s %d+%d: %w", plan.device.ID, r.area, r.start, r.quantity, err)
+			if res.err == nil {
+				res.err = fmt.Errorf("device %s: read %s %d+%d: %w", plan.device.ID, r.area, r.start, r.quantity, err)
 			}
-			for _, b := range r.bindings {
-				out = append(out, telemetry.Out{Sensor: b.id, TS: ts, Quality: model.Bad, Reason: reason})
+			switch reason {
+			case model.ReasonTimeout, model.ReasonConnection:
+				res.halted, res.reason = true, reason
+			case model.ModbusException(6): // slave device busy: ask again later
+				res.halted, res.busy, res.reason = true, true, reason
 			}
+			out = r.appendBad(out, ts, reason)
 			continue
 		}
 		for _, b := range r.bindings {
@@ -96,7 +131,24 @@ func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []te
 			out = append(out, o)
 		}
 	}
-	return out, firstErr
+	return out, res
+}
+
+// appendBad appends q bad with reason and no value for every sensor of r.
+func (r *request) appendBad(out []telemetry.Out, ts int64, reason model.QualityReason) []telemetry.Out {
+	for _, b := range r.bindings {
+		out = append(out, telemetry.Out{Sensor: b.id, TS: ts, Quality: model.Bad, Reason: reason})
+	}
+	return out
+}
+
+// appendBad appends q bad with reason for every sensor of the device: the
+// slots a device in back-off is not asked.
+func (p *devicePlan) appendBad(out []telemetry.Out, ts int64, reason model.QualityReason) []telemetry.Out {
+	for i := range p.requests {
+		out = p.requests[i].appendBad(out, ts, reason)
+	}
+	return out
 }
 
 func responseBytes(r *request) int {
