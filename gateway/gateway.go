@@ -246,12 +246,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.schedule(ctx)
 
 	// Shutdown: the polls end (each within its timeout), the collector keeps
-	// what they read, then the sender stops and the status goes offline.
+	// what they read and closes fresh, the sender publishes what it still
+	// holds (for at most PublishTimeout: the rest stays queued for the next
+	// start), then the status goes offline.
 	stopPolls()
 	devices.Wait()
 	close(polled)
+	sent := make(chan struct{})
+	go func() { rest.Wait(); close(sent) }()
+	last := time.NewTimer(g.o.PublishTimeout)
+	select {
+	case <-sent:
+	case <-last.C:
+	}
+	last.Stop()
 	stopSend()
-	rest.Wait()
+	<-sent
 	t := client.Publish(statusTopic, 1, true, g.status("offline"))
 	t.WaitTimeout(time.Second)
 	client.Disconnect(250)

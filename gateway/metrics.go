@@ -25,6 +25,7 @@ type metrics struct {
 	lastCycle prometheus.Gauge       // Unix time of the last poll cycle
 	overruns  *prometheus.CounterVec // device: slots missed
 	backoff   *prometheus.GaugeVec   // device: the current back-off wait
+	lost      prometheus.Counter     // readings the queue could not keep
 
 	constLabels prometheus.Labels
 }
@@ -41,8 +42,9 @@ func newMetrics(gateway string) *metrics {
 		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hw_gateway_last_cycle_timestamp_seconds", Help: "When the last poll cycle's message was made.", ConstLabels: c}),
 		overruns:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hw_gateway_poll_overruns_total", Help: "Poll slots a device missed because its previous poll had not ended (a slow device, or one timing out).", ConstLabels: c}, []string{"device"}),
 		backoff:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hw_gateway_backoff_seconds", Help: "How long the gateway waits before asking a device that did not answer (or said it is busy) again; 0 while it answers.", ConstLabels: c}, []string{"device"}),
+		lost:      prometheus.NewCounter(prometheus.CounterOpts{Name: "hw_gateway_lost_readings_total", Help: "Readings lost because the store-and-forward queue could not write them to disk (see the log).", ConstLabels: c}),
 	}
-	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle, m.overruns, m.backoff)
+	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle, m.overruns, m.backoff, m.lost)
 	m.constLabels = c
 	return m
 }
@@ -72,6 +74,10 @@ func (m *metrics) count(device string, outs []telemetry.Out, polled bool) {
 		}
 	}
 }
+
+// Gatherer is the gateway's metrics, for a process that serves several
+// gateways' metrics on one port (the demo).
+func (g *Gateway) Gatherer() prometheus.Gatherer { return g.m.reg }
 
 // Handler serves /healthz and /metrics on the gateway's local port.
 func (g *Gateway) Handler() http.Handler {

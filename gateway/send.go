@@ -98,9 +98,7 @@ func (g *Gateway) collect(polled <-chan struct{}, fresh chan<- queue.Message) {
 
 // store makes messages of readings (maxReadings each) durable in the queue
 // and hands them to the sender: each message's seq is taken from the queue
-// (kept on disk, SPEC §2) and the message is on disk before it is handed
-// on. When the disk fails the message is handed on without a copy, and the
-// failure logged.
+// (kept on disk, SPEC §2) with the message, before it is handed on.
 func (g *Gateway) store(readings []telemetry.Out, fresh chan<- queue.Message) {
 	now := g.o.Clock()
 	g.mu.Lock()
@@ -110,13 +108,12 @@ func (g *Gateway) store(readings []telemetry.Out, fresh chan<- queue.Message) {
 	for len(readings) > 0 {
 		n := min(len(readings), maxReadings)
 		m, ok := g.keep(readings[:n])
-		readings = readings[n:]
-		if m.Payload == nil {
+		if !ok {
+			readings = readings[n:]
 			continue
 		}
-		if !ok {
-			m.Seq = 0 // not in the queue: nothing to ack
-		}
+		g.log.Debug("poll cycle kept", "boot", g.boot, "seq", m.MsgSeq, "readings", n)
+		readings = readings[n:]
 		select {
 		case fresh <- m:
 		default:
@@ -126,18 +123,20 @@ func (g *Gateway) store(readings []telemetry.Out, fresh chan<- queue.Message) {
 	}
 }
 
+// keep makes one message of readings in the queue: the seq and the
+// message reach the disk together. When the disk fails the readings are
+// lost (a seq not kept on disk could be handed out twice): counted and
+// logged.
 func (g *Gateway) keep(readings []telemetry.Out) (queue.Message, bool) {
-	seq, err := g.q.NextSeq(g.boot)
+	m, err := g.q.AppendNew(g.boot, time.Time{}, func(seq uint64) []byte {
+		return telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, seq, false, readings)
+	})
 	if err != nil {
-		g.log.Error("store-and-forward queue: no seq; these readings are not kept", "err", err, "readings", len(readings))
+		g.m.lost.Add(float64(len(readings)))
+		g.log.Error("store-and-forward queue: append failed; these readings are lost", "err", err, "readings", len(readings))
 		return queue.Message{}, false
 	}
-	ms := []queue.Message{{Boot: g.boot, MsgSeq: seq, Payload: telemetry.AppendTelemetry(nil, g.o.Gateway, g.boot, seq, false, readings)}}
-	if err := g.q.AppendBatch(ms); err != nil {
-		g.log.Error("store-and-forward queue: append failed; sending without a copy on disk", "err", err, "seq", seq)
-		return ms[0], false
-	}
-	return ms[0], true
+	return m, true
 }
 
 // sendLoop publishes each fresh message as it comes, then up to
@@ -152,6 +151,8 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 	defer status.Stop()
 	var live []queue.Message
 	var lastFresh uint64 // the newest queue seq handed over
+	backlog := g.q.Len() // said when it has drained
+	since := time.Now()
 	for {
 		live = live[:0]
 		select {
@@ -183,10 +184,22 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 			lastFresh = max(lastFresh, m.Seq)
 		}
 		if !c.IsConnectionOpen() {
+			if backlog == 0 {
+				since = time.Now()
+			}
+			backlog = g.q.Len()
 			continue // all of it is queued; it goes out as replays
 		}
 		if !g.sendAll(ctx, c, topic, live, lastFresh) {
 			g.renew(c)
+			continue
+		}
+		if backlog > 0 && g.q.Len() == 0 {
+			// A backlog of one or two messages is the connect at start.
+			if backlog > g.o.ReplayPerCycle {
+				g.log.Info("store-and-forward queue drained: every queued poll cycle reached the centre", "messages", backlog, "since", since.Format(time.RFC3339))
+			}
+			backlog = 0
 		}
 	}
 }

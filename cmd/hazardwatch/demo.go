@@ -4,12 +4,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/centre"
+	"hazardwatch/internal/netcut"
 )
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
@@ -21,6 +28,7 @@ with its embedded MQTT broker and NATS JetStream, rules, alarms, history,
 and the web page. Prints the page's address and one token per demo user.`, stderr)
 	dataDir := dataDirFlag(fs)
 	httpAddr := fs.String("http", "127.0.0.1:8080", "web page and API listen address")
+	gwMetrics := fs.String("gateway-metrics", "127.0.0.1:9101", "address of the demo gateways' /metrics, as a gateway box serves its own (empty: none)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -66,7 +74,21 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
 		}
 	}
-	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen, Logger: log.With("part", "simulator")})
+	// Each gateway reaches the broker through a proxy the scenario can cut
+	// (an uplink episode): the gateway's queue fills while it is cut and
+	// drains when it is back.
+	proxies := map[string]*netcut.Proxy{}
+	for _, g := range cfg.Plant.Gateways {
+		px, err := netcut.Listen(ctx, "127.0.0.1:0", c.MQTTAddr(), log.With("part", "uplink", "gateway", g.ID))
+		if err != nil {
+			fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
+			return exitFailure
+		}
+		defer px.Close()
+		proxies[g.ID] = px
+	}
+	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen, Logger: log.With("part", "simulator"),
+		OnUplink: func(gw string, up bool) { proxies[gw].SetCut(!up) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
@@ -92,7 +114,7 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		for _, d := range g.Devices {
 			addrs[d.ID] = s.Addr(g.ID, d.ID)
 		}
-		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + c.MQTTAddr(), DeviceAddr: addrs, QueuePath: gatewayQueue(*dataDir, g.ID), Logger: log.With("part", "gateway")})
+		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + proxies[g.ID].Addr(), DeviceAddr: addrs, QueuePath: gatewayQueue(*dataDir, g.ID), Logger: log.With("part", "gateway")})
 		if err != nil {
 			fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 			return exitFailure
@@ -107,6 +129,23 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		}()
 	}
 
+	metricsURL := ""
+	if *gwMetrics != "" {
+		gs := prometheus.Gatherers{}
+		for _, gw := range gws {
+			gs = append(gs, gw.Gatherer())
+		}
+		ln, err := net.Listen("tcp", *gwMetrics)
+		if err != nil {
+			log.Warn("gateway metrics not served", "err", err)
+		} else {
+			srv := &http.Server{Handler: promhttp.HandlerFor(gs, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = srv.Serve(ln) }()
+			defer srv.Close()
+			metricsURL = "http://" + ln.Addr().String() + "/metrics"
+		}
+	}
+
 	url := "http://" + c.HTTPAddr()
 	fmt.Fprintf(stdout, "\nhazardwatch demo — 重大危险源监测预警演示\n\n")
 	fmt.Fprintf(stdout, "  web page / 监控页面:  %s\n", url)
@@ -116,8 +155,14 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		fmt.Fprintf(stdout, "    %-8s %-15s %s   %s\n", t.Role, t.Scope, t.Token, t.Name)
 	}
 	fmt.Fprintf(stdout, "\n  try: curl -H 'Authorization: Bearer %s' %s/api/v1/alarms\n", tokens[0].Token, url)
+	if metricsURL != "" {
+		fmt.Fprintf(stdout, "  gateway metrics / 网关指标: %s  (hw_gateway_queue_messages: the store-and-forward queue)\n", metricsURL)
+	}
 	if sc != nil {
 		fmt.Fprintf(stdout, "  the scenario repeats every %s; the first alarm comes within a minute.\n", sc.Cycle())
+		for _, e := range sc.UplinkCuts() {
+			fmt.Fprintf(stdout, "  at %s of each cycle gateway %s loses its uplink for %s: its queue fills, then drains.\n", e.Start, e.Gateway, e.Duration)
+		}
 	}
 	fmt.Fprintf(stdout, "  Ctrl-C stops.\n\n")
 	select {

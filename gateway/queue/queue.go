@@ -261,41 +261,87 @@ func (q *Queue) AppendBatch(ms []Message) error {
 	}
 	st := q.snapshot()
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		msgs, boots, meta := tx.Bucket(bucketMsgs), tx.Bucket(bucketBoots), tx.Bucket(bucketMeta)
 		for i := range ms {
-			m := &ms[i]
-			if m.Created.IsZero() {
-				m.Created = now
-			}
-			key, err := msgs.NextSequence()
-			if err != nil {
+			if err := q.put(tx, &ms[i], &st, now); err != nil {
 				return err
 			}
-			m.Seq = key
-			// bbolt keeps the value slice until commit: each needs its own.
-			rec := appendRecord(make([]byte, 0, size(*m)-keyLen), *m)
-			if err := msgs.Put(putUint(nil, key), rec); err != nil {
-				return err
-			}
-			// A seq that reached the queue is never handed out again,
-			// even if the caller did not get it from NextSeq.
-			if m.MsgSeq > getUint(boots.Get([]byte(m.Boot))) {
-				if err := putBoot(boots, m.Boot, m.MsgSeq, now); err != nil {
-					return err
-				}
-			}
-			if st.n == 0 {
-				st.oldest = m.Created
-			}
-			st.n++
-			st.bytes += int64(size(*m))
 		}
-		return q.enforce(msgs, meta, &st, now)
+		return q.enforce(tx.Bucket(bucketMsgs), tx.Bucket(bucketMeta), &st, now)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: append: %w", err)
 	}
 	q.set(st)
+	return nil
+}
+
+// AppendNew creates and stores the next message of boot in one transaction
+// (one fsync): it takes boot's next telemetry seq, calls build with it for
+// the payload, and stores the message at the tail. A kill at any moment
+// leaves either the message with its seq on disk, or neither: no seq is
+// lost between being handed out and being stored.
+func (q *Queue) AppendNew(boot string, created time.Time, build func(seq uint64) []byte) (Message, error) {
+	if len(boot) > maxBootLen {
+		return Message{}, fmt.Errorf("queue: boot id longer than %d bytes", maxBootLen)
+	}
+	now := q.o.Clock()
+	if created.IsZero() {
+		created = now
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return Message{}, ErrClosed
+	}
+	st := q.snapshot()
+	m := Message{Boot: boot, Created: created}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		m.MsgSeq = getUint(tx.Bucket(bucketBoots).Get([]byte(boot))) + 1
+		m.Payload = build(m.MsgSeq)
+		if int64(size(m)) > q.o.MaxBytes {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size(m), q.o.MaxBytes)
+		}
+		if err := q.put(tx, &m, &st, now); err != nil {
+			return err
+		}
+		return q.enforce(tx.Bucket(bucketMsgs), tx.Bucket(bucketMeta), &st, now)
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("queue: append: %w", err)
+	}
+	q.set(st)
+	return m, nil
+}
+
+// put stores m at the tail inside tx, sets m.Seq, records m's telemetry seq
+// as handed out, and counts it in st.
+func (q *Queue) put(tx *bolt.Tx, m *Message, st *state, now time.Time) error {
+	msgs, boots := tx.Bucket(bucketMsgs), tx.Bucket(bucketBoots)
+	if m.Created.IsZero() {
+		m.Created = now
+	}
+	key, err := msgs.NextSequence()
+	if err != nil {
+		return err
+	}
+	m.Seq = key
+	// bbolt keeps the value slice until commit: each needs its own.
+	rec := appendRecord(make([]byte, 0, size(*m)-keyLen), *m)
+	if err := msgs.Put(putUint(nil, key), rec); err != nil {
+		return err
+	}
+	// A seq that reached the queue is never handed out again, even if the
+	// caller did not get it from NextSeq.
+	if m.MsgSeq > getUint(boots.Get([]byte(m.Boot))) {
+		if err := putBoot(boots, m.Boot, m.MsgSeq, now); err != nil {
+			return err
+		}
+	}
+	if st.n == 0 {
+		st.oldest = m.Created
+	}
+	st.n++
+	st.bytes += int64(size(*m))
 	return nil
 }
 

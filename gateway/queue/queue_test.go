@@ -190,6 +190,18 @@ func TestNextSeqPerBoot(t *testing.T) {
 	if _, err := q.NextSeq(strings.Repeat("x", 256)); err == nil {
 		t.Fatal("NextSeq accepted a 256-byte boot")
 	}
+	// AppendNew takes the next seq and stores the message built with it,
+	// in one transaction.
+	m, err := q.AppendNew("boot-c", time.Time{}, func(seq uint64) []byte { return []byte(strconv.FormatUint(seq, 10)) })
+	if err != nil || m.MsgSeq != 12 || string(m.Payload) != "12" || m.Seq == 0 {
+		t.Fatalf("AppendNew = %+v, %v; want seq 12 stored", m, err)
+	}
+	if got := mustNextSeq(t, q, "boot-c"); got != 13 {
+		t.Fatalf("NextSeq after AppendNew = %d, want 13", got)
+	}
+	if _, err := q.AppendNew(strings.Repeat("x", 256), time.Time{}, func(uint64) []byte { return nil }); err == nil {
+		t.Fatal("AppendNew accepted a 256-byte boot")
+	}
 }
 
 func TestBootsPrunedAfterMaxAge(t *testing.T) {
@@ -402,16 +414,12 @@ func TestHelperChild(t *testing.T) {
 	// Never outlive a parent that failed to kill us.
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; time.Now().Before(deadline); i++ {
-		seq, err := q.NextSeq("kill9")
+		m, err := q.AppendNew("kill9", time.Time{}, func(seq uint64) []byte { return []byte("r" + strconv.FormatUint(seq, 10)) })
 		if err != nil {
 			fmt.Printf("error %v\n", err)
 			os.Exit(2)
 		}
-		if err := q.Append(Message{Boot: "kill9", MsgSeq: seq, Payload: []byte("r" + strconv.FormatUint(seq, 10))}); err != nil {
-			fmt.Printf("error %v\n", err)
-			os.Exit(2)
-		}
-		fmt.Printf("append %d\n", seq) // one write(2): a whole line or nothing
+		fmt.Printf("append %d\n", m.MsgSeq) // one write(2): a whole line or nothing
 		if i%3 == 2 {
 			ms, err := q.Oldest(1)
 			if err == nil {

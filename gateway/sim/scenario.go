@@ -78,11 +78,12 @@ type episodeDoc struct {
 	Fall *time.Duration `yaml:"fall"`
 	// hold
 	Value *float64 `yaml:"value"`
-	// hold and silent
+	// hold, silent and uplink
 	Duration *time.Duration `yaml:"duration"`
-	// silent
+	// silent and uplink
 	Gateway *string `yaml:"gateway"`
-	Device  *string `yaml:"device"`
+	// silent
+	Device *string `yaml:"device"`
 }
 
 // Episode types.
@@ -123,6 +124,16 @@ type silence struct {
 	device     int32
 }
 
+// uplinkCut is a time when a gateway's link to the centre is cut.
+type uplinkCut struct {
+	name       string
+	start, end float64
+	gateway    int32
+}
+
+// at reports whether the cut is in force at phase p.
+func (u *uplinkCut) at(p float64) bool { return p >= u.start && p < u.end }
+
 // Scenario is a compiled scenario file, bound to the plant it was checked
 // against. It is read-only after LoadScenario and may be shared.
 type Scenario struct {
@@ -131,10 +142,29 @@ type Scenario struct {
 	cycle    float64 // seconds; 0 for baselines only
 	sensors  []sensorPlan
 	silences []silence
+	uplinks  []uplinkCut // sorted by start
 }
 
 // Cycle is how long the scenario runs before it repeats.
-func (sc *Scenario) Cycle() time.Duration { return time.Duration(sc.cycle * float64(time.Second)) }
+func (sc *Scenario) Cycle() time.Duration { return durationOf(sc.cycle) }
+
+// UplinkCut is one uplink episode: when, in each cycle, a gateway's link to
+// the centre is cut.
+type UplinkCut struct {
+	Gateway         string
+	Start, Duration time.Duration
+}
+
+// UplinkCuts lists the scenario's uplink episodes by start.
+func (sc *Scenario) UplinkCuts() []UplinkCut {
+	out := make([]UplinkCut, 0, len(sc.uplinks))
+	for _, u := range sc.uplinks {
+		out = append(out, UplinkCut{Gateway: sc.plant.Gateways[u.gateway].ID, Start: durationOf(u.start), Duration: durationOf(u.end - u.start)})
+	}
+	return out
+}
+
+func durationOf(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // File is the name the scenario was loaded under (as in its errors).
 func (sc *Scenario) File() string { return sc.file }
@@ -327,16 +357,24 @@ func (c *checker) compile(file string, doc *scenarioDoc) *Scenario {
 	}
 	bySensor := map[int32][]span{}
 	byDevice := map[[2]int32][]span{}
+	byUplink := map[int32][]span{}
 	for i := range doc.Episodes {
 		ed := &doc.Episodes[i]
-		c.episode(sc, ed, func(sensor int32, start, end float64) {
-			bySensor[sensor] = append(bySensor[sensor], span{start, end, ed})
-		}, func(gw, dev int32, start, end float64) {
-			byDevice[[2]int32{gw, dev}] = append(byDevice[[2]int32{gw, dev}], span{start, end, ed})
+		c.episode(sc, ed, episodeSinks{
+			sensor: func(sensor int32, start, end float64) {
+				bySensor[sensor] = append(bySensor[sensor], span{start, end, ed})
+			},
+			device: func(gw, dev int32, start, end float64) {
+				byDevice[[2]int32{gw, dev}] = append(byDevice[[2]int32{gw, dev}], span{start, end, ed})
+			},
+			uplink: func(gw int32, start, end float64) {
+				byUplink[gw] = append(byUplink[gw], span{start, end, ed})
+			},
 		})
 	}
 	// Overlaps: an episode's value is defined relative to the sensor's
-	// value without it, so two at once have no single meaning.
+	// value without it, so two at once have no single meaning; two cuts of
+	// one link would each claim to restore it when they end.
 	overlaps := func(what string, spans []span) {
 		slices.SortStableFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
 		for i := 1; i < len(spans); i++ {
@@ -353,7 +391,11 @@ func (c *checker) compile(file string, doc *scenarioDoc) *Scenario {
 	for k, spans := range byDevice {
 		overlaps(p.Gateways[k[0]].ID+"/"+p.Gateways[k[0]].Devices[k[1]].ID, spans)
 	}
+	for g, spans := range byUplink {
+		overlaps("the uplink of "+p.Gateways[g].ID, spans)
+	}
 	slices.SortFunc(sc.silences, func(a, b silence) int { return cmp.Compare(a.start, b.start) })
+	slices.SortFunc(sc.uplinks, func(a, b uplinkCut) int { return cmp.Compare(a.start, b.start) })
 	return sc
 }
 
@@ -465,8 +507,16 @@ func (c *checker) only(ed *episodeDoc, typ string, fields map[string]bool) {
 		if fields[name] || isNil(ptr) {
 			continue
 		}
-		c.errorf(ptr, "not for a %s episode", typ)
+		c.errorf(ptr, "not for %s episode", withArticle(typ))
 	}
+}
+
+// withArticle puts "a" or "an" before an episode type.
+func withArticle(typ string) string {
+	if typ != "" && strings.ContainsRune("aeiou", rune(typ[0])) {
+		return "an " + typ
+	}
+	return "a " + typ
 }
 
 func isNil(p any) bool {
@@ -488,7 +538,15 @@ func dur(d *time.Duration) float64 {
 	return seconds(*d)
 }
 
-func (c *checker) episode(sc *Scenario, ed *episodeDoc, onSensor func(int32, float64, float64), onDevice func(int32, int32, float64, float64)) {
+// episodeSinks receive each compiled episode's place and time span, for
+// the overlap checks.
+type episodeSinks struct {
+	sensor func(sensor int32, start, end float64)
+	device func(gw, dev int32, start, end float64)
+	uplink func(gw int32, start, end float64)
+}
+
+func (c *checker) episode(sc *Scenario, ed *episodeDoc, sink episodeSinks) {
 	p := c.plant
 	start := seconds(ed.Start)
 	if c.cycleOK && start >= sc.cycle {
@@ -537,7 +595,7 @@ func (c *checker) episode(sc *Scenario, ed *episodeDoc, onSensor func(int32, flo
 			name: ed.Name, typ: epRamp, start: start, end: e,
 			rise: dur(ed.Rise), hold: dur(ed.Hold), fall: dur(ed.Fall), peak: *ed.Peak,
 		})
-		onSensor(idx, start, e)
+		sink.sensor(idx, start, e)
 	case "hold":
 		c.only(ed, "hold", map[string]bool{"sensor": true, "value": true, "duration": true})
 		idx, sOK := c.episodeSensor(ed)
@@ -561,21 +619,12 @@ func (c *checker) episode(sc *Scenario, ed *episodeDoc, onSensor func(int32, flo
 		}
 		ep.end = e
 		sc.sensors[idx].episodes = append(sc.sensors[idx].episodes, ep)
-		onSensor(idx, start, e)
+		sink.sensor(idx, start, e)
 	case "silent":
 		c.only(ed, "silent", map[string]bool{"gateway": true, "device": true, "duration": true})
 		length, ok := c.duration(ed)
-		if ed.Gateway == nil {
-			c.fieldf(ed, "gateway", "required for a silent episode")
-			return
-		}
-		g, gOK := p.GatewayIndex(*ed.Gateway)
+		g, gOK := c.episodeGateway(ed)
 		if !gOK {
-			ids := make([]string, len(p.Gateways))
-			for i := range p.Gateways {
-				ids[i] = p.Gateways[i].ID
-			}
-			c.errorf(ed.Gateway, "no gateway %q in the plant%s", *ed.Gateway, didYouMean(*ed.Gateway, ids))
 			return
 		}
 		devs := []int32{}
@@ -605,18 +654,50 @@ func (c *checker) episode(sc *Scenario, ed *episodeDoc, onSensor func(int32, flo
 		}
 		for _, d := range devs {
 			sc.silences = append(sc.silences, silence{name: ed.Name, start: start, end: e, gateway: g, device: d})
-			onDevice(g, d, start, e)
+			sink.device(g, d, start, e)
 		}
+	case "uplink":
+		c.only(ed, "uplink", map[string]bool{"gateway": true, "duration": true})
+		length, ok := c.duration(ed)
+		g, gOK := c.episodeGateway(ed)
+		if !ok || !gOK {
+			return
+		}
+		e, ok := end(length)
+		if !ok {
+			return
+		}
+		sc.uplinks = append(sc.uplinks, uplinkCut{name: ed.Name, start: start, end: e, gateway: g})
+		sink.uplink(g, start, e)
 	default:
 		if c.pos.Of(&ed.Type).File != "?" { // a missing type was reported as required
-			c.errorf(&ed.Type, "must be ramp, hold or silent, not %q", ed.Type)
+			c.errorf(&ed.Type, "must be ramp, hold, silent or uplink, not %q", ed.Type)
 		}
 	}
 }
 
+// episodeGateway resolves a silent or uplink episode's gateway.
+func (c *checker) episodeGateway(ed *episodeDoc) (int32, bool) {
+	p := c.plant
+	if ed.Gateway == nil {
+		c.fieldf(ed, "gateway", "required for %s episode", withArticle(ed.Type))
+		return -1, false
+	}
+	g, ok := p.GatewayIndex(*ed.Gateway)
+	if !ok {
+		ids := make([]string, len(p.Gateways))
+		for i := range p.Gateways {
+			ids[i] = p.Gateways[i].ID
+		}
+		c.errorf(ed.Gateway, "no gateway %q in the plant%s", *ed.Gateway, didYouMean(*ed.Gateway, ids))
+		return -1, false
+	}
+	return g, true
+}
+
 func (c *checker) episodeSensor(ed *episodeDoc) (int32, bool) {
 	if ed.Sensor == nil {
-		c.fieldf(ed, "sensor", "required for a %s episode", ed.Type)
+		c.fieldf(ed, "sensor", "required for %s episode", withArticle(ed.Type))
 		return -1, false
 	}
 	return c.sensor(ed.Sensor, *ed.Sensor)
@@ -625,7 +706,7 @@ func (c *checker) episodeSensor(ed *episodeDoc) (int32, bool) {
 func (c *checker) duration(ed *episodeDoc) (float64, bool) {
 	switch {
 	case ed.Duration == nil:
-		c.fieldf(ed, "duration", "required for a %s episode", ed.Type)
+		c.fieldf(ed, "duration", "required for %s episode", withArticle(ed.Type))
 		return 0, false
 	case *ed.Duration <= 0:
 		c.errorf(ed.Duration, "must be more than 0s")

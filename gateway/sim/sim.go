@@ -21,6 +21,7 @@
 //	  - {name: leak, type: ramp, sensor: e01-GT-101, start: 5s, rise: 2m, hold: 1m, fall: 150s, peak: 1.0}
 //	  - {name: stuck, type: hold, sensor: e02-GT-402, start: 200s, duration: 150s, value: 4.0}
 //	  - {name: cut, type: silent, gateway: gw-e02-1, device: plc2, start: 470s, duration: 60s}
+//	  - {name: offline, type: uplink, gateway: gw-e01-1, start: 530s, duration: 60s}
 //
 // A sensor's value at time t is its baseline (or gain × the noise-free value
 // of the sensor it follows, or for an energy counter its baseline plus the
@@ -39,15 +40,21 @@
 //     left out) stops answering for duration: connections are accepted and
 //     requests read but never answered, so clients time out, as they do
 //     when a link is cut.
+//   - uplink: the gateway's link to the centre is cut for duration. The
+//     simulator has no such link itself: it tells Options.OnUplink when the
+//     cut begins and ends, and the demo cuts a proxy between the gateway and
+//     the MQTT broker (internal/netcut), so the gateway's queue fills and
+//     drains. Its devices keep answering.
 //
-// Episodes of one sensor or device may not overlap. Defaults when the file
-// says nothing: level, pressure, temperature and flow at 40 % of the span;
-// gas detectors at the bottom of the range, oxygen 20.9 %VOL; valves closed
-// (0), SIS normal (0), counters at the bottom of the range; power and
-// current at 40 % of the span for an operating enterprise, else power at
-// 80 % of its idle_power_kw (2 % of the span when none). Noise amplitudes:
-// combustible 0.5 %, toxic 0.2 %, oxygen 0.4 %, flow 0.3 %, the other
-// measured kinds 0.2 % of the span: inside the demo rules' deadbands.
+// Episodes of one sensor, one device or one gateway's uplink may not
+// overlap. Defaults when the file says nothing: level, pressure,
+// temperature and flow at 40 % of the span; gas detectors at the bottom of
+// the range, oxygen 20.9 %VOL; valves closed (0), SIS normal (0), counters
+// at the bottom of the range; power and current at 40 % of the span for an
+// operating enterprise, else power at 80 % of its idle_power_kw (2 % of the
+// span when none). Noise amplitudes: combustible 0.5 %, toxic 0.2 %, oxygen
+// 0.4 %, flow 0.3 %, the other measured kinds 0.2 % of the span: inside the
+// demo rules' deadbands.
 //
 // # Modbus behaviour
 //
@@ -67,9 +74,11 @@
 // value is then exact for any injected clock, tests need no waiting for a
 // tick, and nothing runs for devices nobody polls. The one thing that must
 // change without a request is a device going silent or answering again
-// (a silent device has no server to ask), so one goroutine owned by the
-// Simulator follows the silent episodes and logs episodes as they begin and
-// end. Lock order: Simulator.mu before device.mu.
+// (a silent device has no server to ask) and an uplink being cut or
+// restored, so one goroutine owned by the Simulator follows the silent and
+// uplink episodes, calls Options.OnUplink, and logs episodes as they begin
+// and end. UplinkCut answers from the clock, like a value. Lock order:
+// Simulator.mu before device.mu.
 package sim
 
 import (
@@ -97,6 +106,16 @@ type Options struct {
 	Clock  func() time.Time // nil: time.Now
 	Seed   int64            // noise seed; fixed in tests
 	Logger *slog.Logger     // nil: discard
+
+	// OnUplink is called when a scenario's uplink episode cuts a gateway's
+	// link to the centre (up false) and when the link is whole again (up
+	// true); a cut already in force when the simulator starts is reported
+	// once, soon after Start. Calls come one at a time, in order, from the
+	// goroutine that switches devices silent, so OnUplink must not block;
+	// none comes after Close returns, and a cut in force when the simulator
+	// stops is left as it is. nil: uplink episodes are only logged, as in a
+	// process that has no link of its own to cut.
+	OnUplink func(gateway string, up bool)
 }
 
 // Simulator serves the plant's devices over Modbus TCP.
@@ -109,6 +128,8 @@ type Simulator struct {
 	epoch time.Time
 	seed  int64
 	log   *slog.Logger
+
+	onUplink func(gateway string, up bool) // nil: uplink episodes are only logged
 
 	// pins holds each sensor's pinned value as float64 bits; noPin (a NaN,
 	// which Set refuses) means the scenario rules. Atomics let every
@@ -137,7 +158,7 @@ func New(p *model.Plant, sc *Scenario, opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("sim: scenario %s was checked against another plant", sc.file)
 	}
 	s := &Simulator{
-		plant: p, sc: sc, clock: opts.Clock, seed: opts.Seed, log: opts.Logger,
+		plant: p, sc: sc, clock: opts.Clock, seed: opts.Seed, log: opts.Logger, onUplink: opts.OnUplink,
 		pins:  make([]atomic.Uint64, len(p.Sensors)),
 		byKey: map[string]*device{},
 		stop:  make(chan struct{}),
@@ -241,12 +262,16 @@ func (s *Simulator) Start(ctx context.Context) error {
 		cycle, file = s.sc.Cycle(), s.sc.file
 	}
 	s.log.Info("simulator started", "devices", len(s.devices), "sensors", len(s.plant.Sensors), "scenario", file, "cycle", cycle)
+	if s.onUplink == nil && len(s.uplinks()) > 0 {
+		s.log.Info("simulator: uplink episodes are only logged here: nothing in this process cuts a gateway's link")
+	}
 	return nil
 }
 
-// tick is how often the silent schedule is looked at. Silences last tens
-// of seconds and gateways time out in hundreds of milliseconds, so a
-// fifth of a second is plenty and costs nothing measurable.
+// tick is how often the silent and uplink schedules are looked at.
+// Silences and cuts last tens of seconds and gateways time out in hundreds
+// of milliseconds, so a fifth of a second is plenty and costs nothing
+// measurable.
 const tick = 200 * time.Millisecond
 
 // run follows the schedule until ctx ends or Close; then it stops the
@@ -255,10 +280,11 @@ func (s *Simulator) run(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	active := map[*episode]bool{}
-	activeSilence := make([]bool, len(s.silences()))
+	st := newFollowed(s)
 	for {
-		s.logEpisodes(active, activeSilence)
+		p := s.sc.phase(s.elapsed())
+		s.logEpisodes(st, p)
+		s.followUplinks(st, p)
 		for _, d := range s.devices {
 			d.reconcile()
 		}
@@ -281,13 +307,38 @@ func (s *Simulator) silences() []silence {
 	return s.sc.silences
 }
 
-// logEpisodes writes one line when an episode begins or ends: what a
-// person watching the demo's console wants to know.
-func (s *Simulator) logEpisodes(active map[*episode]bool, activeSilence []bool) {
+func (s *Simulator) uplinks() []uplinkCut {
+	if s.sc == nil {
+		return nil
+	}
+	return s.sc.uplinks
+}
+
+// followed is what the run goroutine last saw of the schedule, so that it
+// acts on changes only. Only that goroutine touches it.
+type followed struct {
+	episodes map[*episode]bool
+	silences []bool
+	uplinks  []bool // per uplink episode
+	cut      []bool // per gateway: the state last given to OnUplink
+}
+
+func newFollowed(s *Simulator) *followed {
+	return &followed{
+		episodes: map[*episode]bool{},
+		silences: make([]bool, len(s.silences())),
+		uplinks:  make([]bool, len(s.uplinks())),
+		cut:      make([]bool, len(s.plant.Gateways)),
+	}
+}
+
+// logEpisodes writes one line when an episode begins or ends at phase p:
+// what a person watching the demo's console wants to know.
+func (s *Simulator) logEpisodes(st *followed, p float64) {
 	if s.sc == nil {
 		return
 	}
-	p := s.sc.phase(s.elapsed())
+	active, activeSilence := st.episodes, st.silences
 	for i := range s.plans {
 		for j := range s.plans[i].episodes {
 			e := &s.plans[i].episodes[j]
@@ -306,6 +357,50 @@ func (s *Simulator) logEpisodes(active map[*episode]bool, activeSilence []bool) 
 			s.log.Info(episodeMsg(on), "episode", si.name, "device", gw.ID+"/"+gw.Devices[si.device].ID)
 		}
 	}
+	for j, u := range s.sc.uplinks {
+		on := u.at(p)
+		if on != st.uplinks[j] {
+			st.uplinks[j] = on
+			s.log.Info(episodeMsg(on), "episode", u.name, "uplink", s.plant.Gateways[u.gateway].ID)
+		}
+	}
+}
+
+// followUplinks tells OnUplink of every gateway whose link changed at
+// phase p. The state is per gateway, not per episode, so that two cuts
+// back to back stay one cut.
+func (s *Simulator) followUplinks(st *followed, p float64) {
+	if s.onUplink == nil {
+		return
+	}
+	for g := range st.cut {
+		cut := s.uplinkCutAt(int32(g), p)
+		if cut != st.cut[g] {
+			st.cut[g] = cut
+			s.onUplink(s.plant.Gateways[g].ID, !cut)
+		}
+	}
+}
+
+// UplinkCut reports whether a scenario episode cuts the gateway's link to
+// the centre now; false for a gateway the plant does not have.
+func (s *Simulator) UplinkCut(gateway string) bool {
+	g, ok := s.plant.GatewayIndex(gateway)
+	if !ok {
+		return false
+	}
+	return s.uplinkCutAt(g, s.sc.phase(s.elapsed()))
+}
+
+// uplinkCutAt reports whether an uplink episode of gateway g is in force
+// at phase p.
+func (s *Simulator) uplinkCutAt(g int32, p float64) bool {
+	for _, u := range s.uplinks() {
+		if u.gateway == g && u.at(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func episodeMsg(on bool) string {

@@ -133,21 +133,31 @@ func (c *fakeClock) At(offset time.Duration) {
 func startDemo(t *testing.T, clock *fakeClock) (*sim.Simulator, *config.Config) {
 	t.Helper()
 	cfg, sc := loadDemo(t)
+	opts := sim.Options{Seed: 7}
+	if clock != nil {
+		opts.Clock = clock.Now
+	}
+	return startSim(t, cfg.Plant, sc, opts), cfg
+}
+
+// loopback listens on a free loopback port for every device of the plant.
+func loopback(p *model.Plant) map[string]string {
 	listen := map[string]string{}
-	for _, g := range cfg.Plant.Gateways {
+	for _, g := range p.Gateways {
 		for _, d := range g.Devices {
 			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
 		}
 	}
-	opts := sim.Options{Listen: listen, Seed: 7}
-	if clock != nil {
-		opts.Clock = clock.Now
-	}
-	s, err := sim.New(cfg.Plant, sc, opts)
+	return listen
+}
+
+// newSim builds a simulator of plant p following sc with every device on a
+// free loopback port, and closes it when the test ends.
+func newSim(t *testing.T, p *model.Plant, sc *sim.Scenario, opts sim.Options) *sim.Simulator {
+	t.Helper()
+	opts.Listen = loopback(p)
+	s, err := sim.New(p, sc, opts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -155,7 +165,17 @@ func startDemo(t *testing.T, clock *fakeClock) (*sim.Simulator, *config.Config) 
 			t.Errorf("close: %v", err)
 		}
 	})
-	return s, cfg
+	return s
+}
+
+// startSim is newSim, started.
+func startSim(t *testing.T, p *model.Plant, sc *sim.Scenario, opts sim.Options) *sim.Simulator {
+	t.Helper()
+	s := newSim(t, p, sc, opts)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // client connects the real gateway client to a simulated device.
@@ -797,12 +817,7 @@ func demoCopy() (*config.Config, error) {
 func TestLifecycle(t *testing.T) {
 	before := runtime.NumGoroutine()
 	cfg, sc := loadDemo(t)
-	listen := map[string]string{}
-	for _, g := range cfg.Plant.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
+	listen := loopback(cfg.Plant)
 	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen})
 	if err != nil {
 		t.Fatal(err)
@@ -856,12 +871,7 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	listen := map[string]string{}
-	for _, g := range cfg.Plant.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
+	listen := loopback(cfg.Plant)
 	listen["gw-e03-1/pm1"] = taken.Addr().String() // the last device
 	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen})
 	if err != nil {

@@ -16,7 +16,10 @@ var (
 )
 
 const (
-	defaultPollPeriod   = time.Second
+	defaultPollPeriod = time.Second
+	// minPollPeriod: Modbus TCP on a plant LAN answers in a few ms, so a
+	// fast loop (a compressor's discharge pressure) may be polled at 20 Hz.
+	minPollPeriod       = 50 * time.Millisecond
 	defaultTimeout      = time.Second
 	defaultMaxRegisters = 125
 )
@@ -234,8 +237,8 @@ func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {
 	period := doc.PollPeriod
 	if period == 0 {
 		period = defaultPollPeriod
-	} else if period < 100*time.Millisecond {
-		l.errorf(&doc.PollPeriod, "must be at least 100ms")
+	} else if period < minPollPeriod {
+		l.errorf(&doc.PollPeriod, "must be at least %s", minPollPeriod)
 	}
 	g.PollPeriodMS = period.Milliseconds()
 	if len(doc.Devices) == 0 {
@@ -286,8 +289,8 @@ func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {
 			dev.TimeoutMS = dd.Timeout.Milliseconds()
 		}
 		if dd.PollPeriod != 0 {
-			if dd.PollPeriod < 100*time.Millisecond {
-				l.errorf(&dd.PollPeriod, "must be at least 100ms")
+			if dd.PollPeriod < minPollPeriod {
+				l.errorf(&dd.PollPeriod, "must be at least %s", minPollPeriod)
 			}
 			dev.PollPeriodMS = dd.PollPeriod.Milliseconds()
 		}
