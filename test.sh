@@ -47,6 +47,10 @@ fi
 echo "== go vet"
 go vet "${pkgs[@]}"
 
+echo "== hw-gateway builds for the gateway boxes (linux arm64, arm/v7)"
+GOOS=linux GOARCH=arm64 go build -o /dev/null ./cmd/hw-gateway
+GOOS=linux GOARCH=arm GOARM=7 go build -o /dev/null ./cmd/hw-gateway
+
 echo "== go test -race"
 go test -race -count=1 "${pkgs[@]}"
 

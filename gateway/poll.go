@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goburrow/modbus"
+	"github.com/goburrow/serial"
 
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/telemetry"
@@ -50,13 +51,15 @@ func read(c modbusReader, r *request) ([]byte, error) {
 // response" (a transaction, protocol or unit id that does not match, a byte
 // count that disagrees with the frame): those are malformed responses. A
 // frame cut off by the device closing the connection is a short response.
+// Over a serial line (RTU) goburrow/serial reports no answer in time as
+// serial.ErrTimeout, a plain error: it is a timeout too.
 func reasonOf(err error) (reason model.QualityReason, keepConn bool) {
 	var me *modbus.ModbusError
 	var ne net.Error
 	switch {
 	case errors.As(err, &me):
 		return model.ModbusException(me.ExceptionCode), true
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, serial.ErrTimeout):
 		return model.ReasonTimeout, false
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return model.ReasonShortResponse, false
