@@ -200,6 +200,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	opts := mqtt.NewClientOptions().
 		AddBroker(g.o.Broker).
 		SetClientID(g.o.Gateway).
+		// MQTT 3.1.1 only: paho would retry a refused connect as 3.1,
+		// and the centre would count each refusal twice.
+		SetProtocolVersion(4).
 		SetUsername(g.o.Username).
 		SetPassword(g.o.Password).
 		SetCleanSession(true).

@@ -159,7 +159,13 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 		case <-ctx.Done():
 			return
 		case <-status.C:
-			c.Publish(statusTopic, 1, true, g.status("online"))
+			// Only on an open connection: paho keeps what is published
+			// while it reconnects and sends it late, and a status carrying
+			// an old clock would skew the centre's measure. Each connect
+			// publishes a fresh one anyway.
+			if c.IsConnectionOpen() {
+				c.Publish(statusTopic, 1, true, g.status("online"))
+			}
 			continue
 		case <-wake:
 		case m, ok := <-fresh:

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -31,11 +32,25 @@ import (
 //     while reading its fixed header: the connection closes and OnDisconnect
 //     sees packets.ErrPacketTooLarge, which is where it is counted.
 //   - An ACL refusal of a QoS 1 publish disconnects an MQTT 3.1.1 client;
-//     a QoS 0 one is dropped silently.
+//     a QoS 0 one is dropped silently. Either way the publish reaches
+//     neither OnPublish nor any subscriber.
 //   - A client's outbound queue (MaximumClientWritesPending, 8 192) drops
 //     when full, calling OnPublishDropped; a full inflight window drops
 //     with only Info.InflightDropped counting it.
-//   - The last will is published without OnPublish; OnWillSent sees it.
+//   - The last will is published without OnPublish and without OnACLCheck
+//     (sendLWT); OnWillSent sees it. Its topic is therefore checked at
+//     CONNECT (access.go).
+//   - OnConnectAuthenticate runs once the CONNECT is read and parsed
+//     (cl.ID, the will), before the session of an earlier client with the
+//     same id is taken over. Refusing sends CONNACK "bad username or
+//     password" (0x86; 0x05 "not authorized" to an MQTT 3.1.1 client) and
+//     ends the connection without calling OnDisconnect.
+//   - OnACLCheck with write=false runs for every SUBSCRIBE filter (a
+//     refusal answers 0x80 for it) and again for every message delivered
+//     to a subscriber.
+//   - mochi only reads and writes the net.Conn a listener hands it and
+//     never looks at its type, so the listener hands it a *peer that
+//     carries the connection's identity (access.go).
 
 type broker struct {
 	srv *mqtt.Server
@@ -56,7 +71,8 @@ func (in *Ingest) startBroker() (*broker, error) {
 	if err := srv.AddHook(&hook{in: in}, nil); err != nil {
 		return nil, err
 	}
-	ln := &tcpListener{id: "tcp", addr: in.o.Listen, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
+	ln := &tcpListener{id: "tcp", addr: in.o.Listen, tls: in.o.TLS, handshakeFailed: in.handshakeFailed,
+		conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
 	if err := srv.AddListener(ln); err != nil {
 		return nil, err
 	}
@@ -66,7 +82,13 @@ func (in *Ingest) startBroker() (*broker, error) {
 		_ = srv.Close()
 		return nil, err
 	}
-	in.log.Info("embedded MQTT broker listening", "addr", ln.Address(), "max_packet", MaxPacket, "max_payload", in.o.MaxPayload)
+	in.log.Info("embedded MQTT broker listening", "addr", ln.Address(), "tls", in.o.TLS != nil,
+		"client_certificates", in.o.TLS != nil && in.o.TLS.ClientCAs != nil,
+		"authentication", in.o.Credentials != nil, "max_packet", MaxPacket, "max_payload", in.o.MaxPayload)
+	if in.o.Credentials == nil {
+		in.log.Warn("MQTT clients are not authenticated: whoever reaches the broker may publish as any gateway and subscribe to everything",
+			"addr", ln.Address())
+	}
 	return &broker{srv: srv, ln: ln}, nil
 }
 
@@ -90,24 +112,42 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnectAuthenticate lets every client in; per-gateway credentials come
-// with issue #4.
-func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+// OnConnectAuthenticate lets every client in when the broker has no
+// Credentials; otherwise it decides who the client is (access.go) and
+// keeps that on the connection for the ACL.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if h.in.o.Credentials == nil {
+		return true
+	}
+	p := peerOf(cl)
+	if p == nil {
+		return false // not accepted by this broker's listener: cannot happen
+	}
+	who, reason, detail := h.in.authenticate(cl, pk, p)
+	if who == nil {
+		h.in.refuseConnect(reason, detail, cl.ID, cl.Net.Remote, string(pk.Connect.Username))
+		return false
+	}
+	p.checked.Store(h.in.clock().UnixNano())
+	p.who.Store(who)
+	h.in.log.Info("MQTT client authenticated", "as", who.String(), "via", who.via, "client", cl.ID, "remote", cl.Net.Remote)
+	return true
+}
 
-// OnACLCheck refuses a publish outside hw/v1/+/+/telemetry|status. Reading
-// (subscribing) is open until issue #4.
+// OnACLCheck refuses a publish outside hw/v1/+/+/telemetry|status; with
+// Credentials, everything access.go's ACL does not allow. Without them,
+// reading (subscribing) is open.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if h.in.o.Credentials != nil {
+		return h.allowed(cl, peerOf(cl), topic, write)
+	}
 	if !write {
 		return true
 	}
 	if _, err := telemetry.ParseTopic(topic); err == nil {
 		return true
 	}
-	h.in.m.msgRejected.Inc()
-	h.in.m.reject(telemetry.ReasonBadTopic)
-	h.in.log.Warn("publish refused: topic outside hw/v1/+/+/telemetry|status", "topic", topic,
-		"client", cl.ID, "remote", cl.Net.Remote)
-	return false
+	return h.refusePublish(cl, topic, telemetry.ReasonBadTopic, "topic outside hw/v1/+/+/telemetry|status", "")
 }
 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -169,11 +209,17 @@ func (h *hook) OnQosDropped(*mqtt.Client, packets.Packet) { h.in.m.dropped.infli
 // every accepted connection so that Close can end those mochi does not know
 // yet (still before CONNECT, which mochi reads without a deadline), gives
 // CONNECT a deadline, and lets the broker wait for every connection's
-// goroutine.
+// goroutine. With tls set it speaks TLS only, and finishes each handshake
+// before mochi reads the CONNECT: a failed handshake is then told apart
+// from a bad CONNECT and counted, and the client certificate is known when
+// OnConnectAuthenticate runs.
 type tcpListener struct {
 	id, addr string
 	ln       net.Listener
 	log      *slog.Logger
+	tls      *tls.Config
+	// handshakeFailed is told of every failed TLS handshake.
+	handshakeFailed func(remote string, err error)
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -188,8 +234,14 @@ const connectTimeout = 10 * time.Second
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func (l *tcpListener) ID() string       { return l.id }
-func (l *tcpListener) Protocol() string { return "tcp" }
+func (l *tcpListener) ID() string { return l.id }
+
+func (l *tcpListener) Protocol() string {
+	if l.tls != nil {
+		return "tls"
+	}
+	return "tcp"
+}
 
 func (l *tcpListener) Address() string {
 	if l.ln != nil {
@@ -225,19 +277,37 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		l.conns[c] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
+		// The deadline covers the TLS handshake too: a tls.Conn's deadlines
+		// are its underlying connection's.
 		_ = c.SetDeadline(time.Now().Add(connectTimeout))
 		go func() {
 			defer l.wg.Done()
-			err := establish(l.id, c)
+			err := l.serveConn(c, establish)
 			l.mu.Lock()
 			delete(l.conns, c)
 			l.mu.Unlock()
+			// The raw connection: after a handshake mochi has closed the
+			// TLS one, and a close_notify to a peer that failed is moot.
 			_ = c.Close()
 			if err != nil {
 				l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "error", err)
 			}
 		}()
 	}
+}
+
+// serveConn hands c to mochi as a *peer, after the TLS handshake when the
+// listener has a TLS config.
+func (l *tcpListener) serveConn(c net.Conn, establish listeners.EstablishFn) error {
+	if l.tls == nil {
+		return establish(l.id, &peer{Conn: c})
+	}
+	tc := tls.Server(c, l.tls)
+	if err := tc.Handshake(); err != nil {
+		l.handshakeFailed(c.RemoteAddr().String(), err)
+		return err
+	}
+	return establish(l.id, &peer{Conn: tc, tls: tc})
 }
 
 func (l *tcpListener) Close(closeClients listeners.CloseFn) {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,6 +74,16 @@ type Options struct {
 	// MaxFuture and LiveWindow tune the decoder (telemetry.Options);
 	// defaults 5 minutes and 2 minutes.
 	MaxFuture, LiveWindow time.Duration
+	// Credentials, when set, make the embedded broker authenticate every
+	// client and enforce the topic ACL (access.go): gateways publish only
+	// to their own topics, admins only subscribe. Nil leaves the broker
+	// open, as it was before, and says so in a warning at start.
+	Credentials Credentials
+	// TLS, when set, makes the embedded broker speak MQTT over TLS only.
+	// With ClientCAs and ClientAuth VerifyClientCertIfGiven (or
+	// RequireAndVerifyClientCert), a verified client certificate whose
+	// Subject CommonName is a gateway id authenticates that gateway.
+	TLS *tls.Config
 	// Registerer takes the metrics; nil registers them in a private
 	// registry.
 	Registerer prometheus.Registerer
@@ -86,6 +97,31 @@ type Options struct {
 	batchMessages int
 	// writeTimeout bounds the wait for a JetStream ack.
 	writeTimeout time.Duration
+}
+
+// checkBrokerSecurity refuses TLS and credentials settings that would not
+// secure what they seem to.
+func checkBrokerSecurity(o Options) error {
+	if o.ExternalURL != "" && (o.TLS != nil || o.Credentials != nil) {
+		return errors.New("ingest: TLS and Credentials secure the embedded broker; an external broker enforces its own")
+	}
+	if o.TLS == nil {
+		return nil
+	}
+	if len(o.TLS.Certificates) == 0 && o.TLS.GetCertificate == nil && o.TLS.GetConfigForClient == nil {
+		return errors.New("ingest: Options.TLS has no server certificate")
+	}
+	switch o.TLS.ClientAuth {
+	case tls.RequestClientCert, tls.RequireAnyClientCert:
+		return fmt.Errorf("ingest: Options.TLS.ClientAuth %v takes client certificates without verifying them; use VerifyClientCertIfGiven", o.TLS.ClientAuth)
+	case tls.VerifyClientCertIfGiven, tls.RequireAndVerifyClientCert:
+		// Without ClientCAs crypto/tls verifies against the system's
+		// roots: any public CA could then issue a gateway's certificate.
+		if o.TLS.ClientCAs == nil {
+			return errors.New("ingest: Options.TLS verifies client certificates but has no ClientCAs")
+		}
+	}
+	return nil
 }
 
 // Ingest receives telemetry over MQTT and writes what it accepts to the
@@ -129,6 +165,9 @@ func New(o Options) (*Ingest, error) {
 		}
 	case o.Listen == "":
 		o.Listen = DefaultListen
+	}
+	if err := checkBrokerSecurity(o); err != nil {
+		return nil, err
 	}
 	if o.ClientID == "" {
 		o.ClientID = DefaultClientID

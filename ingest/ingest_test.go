@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"hazardwatch/internal/bus"
@@ -158,19 +157,9 @@ func TestStoredEntry(t *testing.T) {
 // counted; the broker serves others as before.
 func TestBadTopicRefused(t *testing.T) {
 	h := start(t, nil)
-	lost := make(chan error, 1)
-	c := h.client("gw-topic", func(o *paho.ClientOptions) {
-		o.SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
-	})
-	tok := c.Publish("plant/e01/anything", 1, false, []byte("x"))
-	select {
-	case <-lost:
-	case <-time.After(waitLong):
-		t.Fatal("the connection stayed open after a refused publish")
-	}
-	if tok.WaitTimeout(waitLong) && tok.Error() == nil {
-		t.Error("the refused publish was acknowledged")
-	}
+	lost := newLossWatch()
+	c := h.client("gw-topic", lost.option)
+	lost.refused(t, c, "plant/e01/anything", false, []byte("x"))
 	if n := h.metric("hw_ingest_rejected_total", "reason", "bad_topic"); n != 1 {
 		t.Errorf("bad_topic = %v, want 1", n)
 	}
@@ -185,20 +174,9 @@ func TestBadTopicRefused(t *testing.T) {
 // and is counted oversized.
 func TestPacketAboveTransportCap(t *testing.T) {
 	h := start(t, nil)
-	lost := make(chan error, 1)
-	c := h.client("gw-huge", func(o *paho.ClientOptions) {
-		o.SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
-	})
-	payload := make([]byte, MaxPacket+1)
-	tok := c.Publish(testTopic, 1, false, payload)
-	select {
-	case <-lost:
-	case <-time.After(waitLong):
-		t.Fatal("the connection stayed open after a packet above the cap")
-	}
-	if tok.WaitTimeout(waitLong) && tok.Error() == nil {
-		t.Error("the packet above the cap was acknowledged")
-	}
+	lost := newLossWatch()
+	c := h.client("gw-huge", lost.option)
+	lost.refused(t, c, testTopic, false, make([]byte, MaxPacket+1))
 	eventually(t, "oversized counted", func() bool { return h.metric("hw_ingest_rejected_total", "reason", "oversized") == 1 })
 	if n := h.metric("hw_ingest_messages_total", "result", "rejected"); n != 1 {
 		t.Errorf("messages rejected = %v, want 1", n)
@@ -236,6 +214,9 @@ func TestMetricNames(t *testing.T) {
 	}
 	for _, r := range telemetry.Reasons() {
 		want = append(want, "hw_ingest_rejected_total reason="+r.String())
+	}
+	for _, r := range refusedReasons {
+		want = append(want, "hw_ingest_connect_refused_total reason="+r)
 	}
 	for _, w := range want {
 		if !have[w] {

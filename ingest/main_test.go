@@ -219,7 +219,19 @@ func (h *harness) client(id string, mod func(*paho.ClientOptions)) paho.Client {
 
 func connect(tb testing.TB, url, id string, mod func(*paho.ClientOptions)) paho.Client {
 	tb.Helper()
-	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).
+	c, err := tryConnect(tb, url, id, mod)
+	if err != nil {
+		tb.Fatalf("connect %s to %s: %v", id, url, err)
+	}
+	return c
+}
+
+// tryConnect is connect for a connection that may be refused.
+func tryConnect(tb testing.TB, url, id string, mod func(*paho.ClientOptions)) (paho.Client, error) {
+	tb.Helper()
+	// MQTT 3.1.1 explicitly: otherwise paho tries again with 3.1 after a
+	// refusal, and every refusal would be counted twice.
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
 		SetKeepAlive(60 * time.Second).SetConnectTimeout(waitLong).SetWriteTimeout(waitLong)
 	if mod != nil {
@@ -227,11 +239,14 @@ func connect(tb testing.TB, url, id string, mod func(*paho.ClientOptions)) paho.
 	}
 	c := paho.NewClient(o)
 	tok := c.Connect()
-	if !tok.WaitTimeout(waitLong) || tok.Error() != nil {
-		tb.Fatalf("connect %s to %s: %v", id, url, tok.Error())
+	if !tok.WaitTimeout(waitLong) {
+		tb.Fatalf("connect %s to %s: no answer within %s", id, url, waitLong)
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
 	}
 	tb.Cleanup(func() { c.Disconnect(100) })
-	return c
+	return c, nil
 }
 
 // publish sends one QoS 1 message and waits for its PUBACK; the error is
@@ -243,6 +258,32 @@ func publish(tb testing.TB, c paho.Client, topic string, payload []byte) error {
 		tb.Fatalf("publish to %s: no PUBACK within %s", topic, waitLong)
 	}
 	return tok.Error()
+}
+
+// lossWatch receives a client's lost connection; its option installs it.
+type lossWatch chan error
+
+func newLossWatch() lossWatch { return make(lossWatch, 1) }
+
+func (w lossWatch) option(o *paho.ClientOptions) {
+	o.SetConnectionLostHandler(func(_ paho.Client, err error) { w <- err })
+}
+
+// refused publishes at QoS 1 what the broker will refuse and checks what
+// the client sees: its connection closes (mochi ends an MQTT 3.1.1
+// connection on an ACL refusal and on a packet above the cap) and no
+// PUBACK comes.
+func (w lossWatch) refused(tb testing.TB, c paho.Client, topic string, retain bool, payload []byte) {
+	tb.Helper()
+	tok := c.Publish(topic, 1, retain, payload)
+	select {
+	case <-w:
+	case <-time.After(waitLong):
+		tb.Fatalf("the connection stayed open after a refused publish to %s", topic)
+	}
+	if tok.WaitTimeout(waitLong) && tok.Error() == nil {
+		tb.Errorf("the refused publish to %s was acknowledged", topic)
+	}
 }
 
 func mustPublish(tb testing.TB, c paho.Client, topic string, payload []byte) {

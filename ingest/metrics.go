@@ -25,16 +25,17 @@ type metrics struct {
 	// rejected is indexed by telemetry.Reason.
 	rejected []prometheus.Counter
 
-	status        *prometheus.CounterVec
-	storeErrors   prometheus.Counter
-	online        prometheus.Gauge
-	skew          *prometheus.GaugeVec
-	lag           prometheus.Gauge
-	batchMessages prometheus.Histogram
-	writeSeconds  prometheus.Histogram
-	dedupBoots    prometheus.Gauge
-	rebuildSecs   prometheus.Gauge
-	dropped       *droppedCollector
+	status         *prometheus.CounterVec
+	connectRefused *prometheus.CounterVec
+	storeErrors    prometheus.Counter
+	online         prometheus.Gauge
+	skew           *prometheus.GaugeVec
+	lag            prometheus.Gauge
+	batchMessages  prometheus.Histogram
+	writeSeconds   prometheus.Histogram
+	dedupBoots     prometheus.Gauge
+	rebuildSecs    prometheus.Gauge
+	dropped        *droppedCollector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hw_ingest_status_total",
 			Help: "Gateway status messages by result (accepted, rejected).",
 		}, []string{"result"}),
+		connectRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hw_ingest_connect_refused_total",
+			Help: "MQTT connections the embedded broker refused, by reason (no_credentials, bad_credentials, wrong_gateway, bad_certificate, will_not_authorized, tls_handshake).",
+		}, []string{"reason"}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name:        "hw_store_write_errors_total",
 			Help:        HelpStoreWriteErrors,
@@ -107,7 +112,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.status.WithLabelValues("accepted")
 	m.status.WithLabelValues("rejected")
-	for _, c := range []prometheus.Collector{messages, readings, rejected, m.status, m.storeErrors, m.online, m.skew,
+	for _, r := range refusedReasons {
+		m.connectRefused.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{messages, readings, rejected, m.status, m.connectRefused, m.storeErrors, m.online, m.skew,
 		m.lag, m.batchMessages, m.writeSeconds, m.dedupBoots, m.rebuildSecs, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

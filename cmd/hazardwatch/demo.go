@@ -15,6 +15,7 @@ import (
 
 	"hazardwatch/gateway"
 	"hazardwatch/gateway/sim"
+	"hazardwatch/internal/auth"
 	"hazardwatch/internal/centre"
 	"hazardwatch/internal/netcut"
 )
@@ -54,16 +55,30 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 	ctx, stop := signalContext()
 	defer stop()
 
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, Logger: log.With("part", "centre")})
+	// The broker asks every gateway for its token, as `serve` does.
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, MQTTAuth: true, Logger: log.With("part", "centre")})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
 	}
 	defer c.Close()
-	tokens, err := demoTokens(*dataDir, c.Tokens())
+	tokens, err := demoTokens(*dataDir, "demo-tokens.txt", demoUsers, c.Tokens())
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
+	}
+	var gwUsers []demoToken
+	for _, g := range cfg.Plant.Gateways {
+		gwUsers = append(gwUsers, demoToken{Role: auth.Gateway, Scope: auth.GatewayScope(g.ID).String(), Name: g.ID})
+	}
+	gwTokens, err := demoTokens(*dataDir, "demo-gateway-tokens.txt", gwUsers, c.Tokens())
+	if err != nil {
+		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
+		return exitFailure
+	}
+	gwPassword := map[string]string{}
+	for _, t := range gwTokens {
+		gwPassword[t.Name] = t.Token
 	}
 
 	// The simulated devices listen on free ports, so the demo never
@@ -114,7 +129,7 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		for _, d := range g.Devices {
 			addrs[d.ID] = s.Addr(g.ID, d.ID)
 		}
-		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + proxies[g.ID].Addr(), DeviceAddr: addrs, QueuePath: gatewayQueue(*dataDir, g.ID), Logger: log.With("part", "gateway")})
+		gw, err := gateway.New(gateway.Options{Plant: cfg.Plant, Gateway: g.ID, Broker: "tcp://" + proxies[g.ID].Addr(), Username: g.ID, Password: gwPassword[g.ID], DeviceAddr: addrs, QueuePath: gatewayQueue(*dataDir, g.ID), Logger: log.With("part", "gateway")})
 		if err != nil {
 			fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 			return exitFailure

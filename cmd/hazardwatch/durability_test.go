@@ -27,6 +27,7 @@ func TestDurabilityKill9(t *testing.T) {
 		t.Skip("starts the real binary")
 	}
 	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "durability")
+	passwords := gatewayTokens(t, dataDir)
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	type publisher struct {
@@ -44,7 +45,8 @@ func TestDurabilityKill9(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for _, p := range pubs {
-		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(p.gateway).SetAutoReconnect(false))
+		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(p.gateway).
+			SetUsername(p.gateway).SetPassword(passwords[p.gateway]).SetAutoReconnect(false))
 		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("connect %s: %v", p.gateway, tok.Error())
 		}
@@ -146,6 +148,7 @@ func TestDuplicateRaisesNoSecondAlarm(t *testing.T) {
 		t.Skip("starts the real binary")
 	}
 	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "dup")
+	password := gatewayTokens(t, dataDir)["gw-e01-1"]
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	// Five readings above HH over 4 s: the 3 s on-delay completes inside
@@ -158,7 +161,8 @@ func TestDuplicateRaisesNoSecondAlarm(t *testing.T) {
 	msg := telemetry.AppendTelemetry(nil, "gw-e01-1", "dup-boot", 1, false, outs)
 	publish := func() {
 		t.Helper()
-		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-e01-1"))
+		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-e01-1").
+			SetUsername("gw-e01-1").SetPassword(password))
 		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("connect: %v", tok.Error())
 		}

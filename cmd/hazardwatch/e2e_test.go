@@ -76,6 +76,26 @@ func newDataDir(t *testing.T, role, scope, name string) (dataDir, httpAddr, mqtt
 	return dataDir, freeAddr(t), freeAddr(t), strings.Fields(out)[3]
 }
 
+// gatewayTokens creates a token for every gateway of the demo plant in
+// the data folder, as an operator would with `hazardwatch token create
+// --role gateway`: the gateways' MQTT passwords, by gateway id.
+func gatewayTokens(t *testing.T, dataDir string) map[string]string {
+	t.Helper()
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{}
+	for _, g := range cfg.Plant.Gateways {
+		code, out, errOut := runCmd("token", "create", "--data-dir", dataDir, "--role", "gateway", "--scope", "gateway:"+g.ID, "--name", g.ID)
+		if code != exitOK {
+			t.Fatalf("gateway token for %s: %s", g.ID, errOut)
+		}
+		tokens[g.ID] = strings.Fields(out)[3]
+	}
+	return tokens
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,10 +113,12 @@ type centreProc struct {
 	log        *bytes.Buffer
 }
 
-func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string) *centreProc {
+// startCentre runs `hazardwatch serve` with its broker authenticating
+// (the default), and extra flags.
+func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...string) *centreProc {
 	t.Helper()
 	c := &centreProc{http: httpAddr, mqtt: mqttAddr, log: &bytes.Buffer{}}
-	c.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr)
+	c.cmd = exec.Command(binary(t), append([]string{"serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr}, extra...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -174,7 +196,7 @@ func TestEndToEnd(t *testing.T) {
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr)
 
 	const sensor = "e01-V101-LT" // H 2.20, HH 2.40, deadband 0.02, on-delay 3 s
-	s, gws, stopGateways := startPlant(t, cfg, mqttAddr)
+	s, gws, stopGateways := startPlant(t, cfg, mqttAddr, gatewayTokens(t, dataDir))
 	defer stopGateways()
 	g := gws["gw-e01-1"] // the tank's gateway
 	if err := s.Set(sensor, 2.10); err != nil {
@@ -287,8 +309,9 @@ func TestEndToEnd(t *testing.T) {
 
 // startPlant runs the simulator for every device of the plant, baselines
 // only, with every sensor that has limits pinned inside them (so nothing
-// alarms by itself), and every gateway against the broker at mqttAddr.
-func startPlant(t *testing.T, cfg *config.Config, mqttAddr string) (*sim.Simulator, map[string]*gateway.Gateway, func()) {
+// alarms by itself), and every gateway against the broker at mqttAddr,
+// each with its token of tokens as its password.
+func startPlant(t *testing.T, cfg *config.Config, mqttAddr string, tokens map[string]string) (*sim.Simulator, map[string]*gateway.Gateway, func()) {
 	t.Helper()
 	p := cfg.Plant
 	listen := map[string]string{}
@@ -327,7 +350,8 @@ func startPlant(t *testing.T, cfg *config.Config, mqttAddr string) (*sim.Simulat
 		for _, d := range gw.Devices {
 			addrs[d.ID] = s.Addr(gw.ID, d.ID)
 		}
-		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, DeviceAddr: addrs, PublishTimeout: 3 * time.Second, QueuePath: filepath.Join(t.TempDir(), gw.ID+".queue")})
+		one, err := gateway.New(gateway.Options{Plant: p, Gateway: gw.ID, Broker: "tcp://" + mqttAddr, Username: gw.ID, Password: tokens[gw.ID],
+			DeviceAddr: addrs, PublishTimeout: 3 * time.Second, QueuePath: filepath.Join(t.TempDir(), gw.ID+".queue")})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,6 +69,13 @@ func TestCommands(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
 		{[]string{"serve", "--bogus"}, exitUsage, "", "flag provided but not defined"},
 		{[]string{"serve", "--config", "/nonexistent-folder"}, exitFailure, "", "nonexistent-folder"},
+		{[]string{"serve", "--mqtt-auth", "open"}, exitUsage, "", `--mqtt-auth "open": want token or none`},
+		{[]string{"serve", "--mqtt-tls-cert", "cert.pem"}, exitUsage, "", "--mqtt-tls-cert and --mqtt-tls-key go together"},
+		{[]string{"serve", "--mqtt-client-ca", "ca.pem"}, exitUsage, "", "--mqtt-client-ca needs --mqtt-tls-cert"},
+		{[]string{"serve", "--mqtt-tls-cert", "c.pem", "--mqtt-tls-key", "k.pem", "--mqtt-client-ca", "ca.pem", "--mqtt-auth", "none"}, exitUsage, "", "--mqtt-auth none"},
+		{[]string{"serve", "--mqtt-tls-cert", "c.pem", "--mqtt-tls-key", "k.pem", "--external-broker", "tcp://127.0.0.1:1883"}, exitUsage, "", "--external-broker"},
+		{[]string{"serve", "--mqtt-tls-cert", "/nonexistent/cert.pem", "--mqtt-tls-key", "/nonexistent/key.pem"}, exitFailure, "", "--mqtt-tls-cert: open /nonexistent/cert.pem"},
+		{[]string{"serve", "--help"}, exitOK, "--mqtt-client-ca", ""},
 		{[]string{"gateway"}, exitUsage, "", "--id is required"},
 		{[]string{"gateway", "--id", "gw-nope"}, exitUsage, "", `"gw-nope" is not a gateway`},
 		{[]string{"gateway", "--id", "gw-e01-1", "--device", "oops"}, exitUsage, "", "want DEVICE=HOST:PORT"},
@@ -116,6 +123,10 @@ func TestToken(t *testing.T) {
 		{[]string{"--role", "officer", "--scope", "enterprise:e01", "--name", "x"}, exitUsage, "role officer takes a scope of park or county"},
 		{[]string{"--role", "operator", "--scope", "enterprise:e99", "--name", "x"}, exitUsage, `no enterprise "e99"`},
 		{[]string{"--role", "operator", "--scope", "enterprise:e01"}, exitUsage, "--name, --role and --scope are required"},
+		{[]string{"--role", "gateway", "--scope", "gateway:gw-e01-1", "--name", "网关"}, exitOK, ""},
+		{[]string{"--role", "gateway", "--scope", "gateway:gw-nope", "--name", "x"}, exitUsage, `no gateway "gw-nope"`},
+		{[]string{"--role", "gateway", "--scope", "enterprise:e01", "--name", "x"}, exitUsage, "role gateway takes a scope of gateway"},
+		{[]string{"--role", "operator", "--scope", "gateway:gw-e01-1", "--name", "x"}, exitUsage, "role operator takes a scope of enterprise or park"},
 	} {
 		code, _, errOut := runCmd(append([]string{"token", "create", "--data-dir", dir}, c.args...)...)
 		if code != c.code || !strings.Contains(errOut, c.err) {
@@ -123,7 +134,7 @@ func TestToken(t *testing.T) {
 		}
 	}
 	_, out, _ = runCmd("token", "list", "--data-dir", dir)
-	if !strings.Contains(out, id) || !strings.Contains(out, "active") || strings.Contains(out, fields[3]) {
+	if !strings.Contains(out, id) || !strings.Contains(out, "active") || strings.Contains(out, fields[3]) || !strings.Contains(out, "gateway:gw-e01-1") {
 		t.Errorf("list:\n%s", out)
 	}
 	if code, _, errOut := runCmd("token", "revoke", "--data-dir", dir, id); code != exitOK {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +20,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "", `
 Runs the centre: an embedded MQTT broker (or an external one), ingest into
 embedded NATS JetStream, rules, alarms, history and the HTTP API with its
-WebSocket and the control-room page. State lives under --data-dir.`, stderr)
+WebSocket and the control-room page. State lives under --data-dir.
+
+The embedded broker lets in a gateway that gives its id as the username
+and its token as the password (hazardwatch token create --role gateway
+--scope gateway:ID), or, with --mqtt-client-ca, a client certificate whose
+CN is its id; it then publishes only to its own topics. An admin token
+connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
 	dataDir := dataDirFlag(fs)
 	cfgDir := configFlag(fs)
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker's listen address")
+	mqttAuth := fs.String("mqtt-auth", "token", "who may connect to the embedded broker: token (gateways with their token or client certificate, admins read-only) or none (anyone, as any gateway; logs a warning)")
+	tlsCert := fs.String("mqtt-tls-cert", "", "PEM certificate (chain) of the embedded broker, which then speaks TLS only; with --mqtt-tls-key")
+	tlsKey := fs.String("mqtt-tls-key", "", "PEM private key of --mqtt-tls-cert")
+	clientCA := fs.String("mqtt-client-ca", "", "PEM CA bundle for gateways' client certificates: one it signed whose Subject CN is a gateway id authenticates that gateway (needs --mqtt-tls-cert)")
 	external := fs.String("external-broker", "", "use this MQTT broker (tcp://host:port) instead of the embedded one")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP API and web page listen address")
 	retention := fs.Duration("retention", 0, "how long history is kept (default 720h: 30 days)")
@@ -29,8 +41,17 @@ WebSocket and the control-room page. State lives under --data-dir.`, stderr)
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
+	if msg := checkMQTTFlags(*mqttAuth, *tlsCert, *tlsKey, *clientCA, *external); msg != "" {
+		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
+		return exitUsage
+	}
 	log := newLogger(stderr, *debug)
 	cfg, err := loadConfig(*cfgDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
+		return exitFailure
+	}
+	mqttTLS, err := loadMQTTTLS(*tlsCert, *tlsKey, *clientCA)
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
@@ -40,7 +61,8 @@ WebSocket and the control-room page. State lives under --data-dir.`, stderr)
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external, HTTPListen: *httpAddr, Retention: *retention, Logger: log})
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
+		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
@@ -59,6 +81,60 @@ WebSocket and the control-room page. State lives under --data-dir.`, stderr)
 	return code
 }
 
+// checkMQTTFlags checks the embedded broker's security flags together; it
+// returns what is wrong, or "".
+func checkMQTTFlags(mode, cert, key, clientCA, external string) string {
+	switch {
+	case mode != "token" && mode != "none":
+		return fmt.Sprintf("--mqtt-auth %q: want token or none", mode)
+	case (cert == "") != (key == ""):
+		return "--mqtt-tls-cert and --mqtt-tls-key go together: give both or neither"
+	case clientCA != "" && cert == "":
+		return "--mqtt-client-ca needs --mqtt-tls-cert and --mqtt-tls-key: client certificates come with TLS"
+	case clientCA != "" && mode == "none":
+		return "--mqtt-client-ca authenticates gateways, which --mqtt-auth none does not do"
+	case external != "" && cert != "":
+		return "--mqtt-tls-cert secures the embedded broker; with --external-broker that broker's own settings do"
+	}
+	return ""
+}
+
+// loadMQTTTLS reads the embedded broker's certificate, key and client CA
+// bundle; nil without a certificate (plain TCP). Errors name the flag and
+// the file.
+func loadMQTTTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-tls-cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-tls-key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-tls-cert %s, --mqtt-tls-key %s: %w", certFile, keyFile, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return cfg, nil
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("--mqtt-client-ca %s: no PEM certificate in it", caFile)
+	}
+	// Verified if given: a gateway may still authenticate with its token.
+	cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	return cfg, nil
+}
+
 // demoToken is one of the demo's users.
 type demoToken struct {
 	Role  auth.Role
@@ -75,11 +151,11 @@ var demoUsers = []demoToken{
 	{auth.Admin, "all", "管理员 / administrator", ""},
 }
 
-// demoTokens returns the demo's tokens: read from the 0600 file beside the
-// data (demo only: a real deployment keeps no plain tokens), or created in
-// the token store at the first start.
-func demoTokens(dataDir string, store *auth.Store) ([]demoToken, error) {
-	path := filepath.Join(dataDir, "demo-tokens.txt")
+// demoTokens returns the demo's tokens for users: read from the 0600 file
+// beside the data (demo only: a real deployment keeps no plain tokens), or
+// created in the token store at the first start and written there.
+func demoTokens(dataDir, file string, users []demoToken, store *auth.Store) ([]demoToken, error) {
+	path := filepath.Join(dataDir, file)
 	if f, err := os.Open(path); err == nil {
 		defer f.Close()
 		var out []demoToken
@@ -93,7 +169,7 @@ func demoTokens(dataDir string, store *auth.Store) ([]demoToken, error) {
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("demo tokens: %w", err)
 		}
-		if len(out) == len(demoUsers) {
+		if len(out) == len(users) {
 			return out, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -101,7 +177,7 @@ func demoTokens(dataDir string, store *auth.Store) ([]demoToken, error) {
 	}
 	var b strings.Builder
 	var out []demoToken
-	for _, u := range demoUsers {
+	for _, u := range users {
 		sc, err := auth.ParseScope(u.Scope)
 		if err != nil {
 			return nil, err

@@ -36,18 +36,26 @@ func loadConfig(dir string) (*config.Config, error) {
 
 func runToken(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("token", "create|list|revoke [flags]", `
-Manages API tokens (stored hashed under the data directory).
+Manages tokens (stored hashed under the data directory): the API's users,
+and the gateways' passwords at the embedded MQTT broker.
 
   hazardwatch token create --role operator --scope enterprise:e01 --name 张伟
+  hazardwatch token create --role gateway --scope gateway:gw-e01-1 --name "gw-e01-1 box"
   hazardwatch token list
   hazardwatch token revoke tok-1a2b3c4d
 
 Roles and scopes (SPEC §3): operator of an enterprise or a park; officer of
-a park or a county; admin of all. A created token is shown once.`, stderr)
+a park or a county; admin of all. A gateway token (role gateway, scope
+gateway:ID) is that gateway's MQTT password, with the gateway id as the
+username; it may publish only to the gateway's own topics, and the HTTP API
+refuses it. An admin token may also connect to the broker to subscribe
+(read only, e.g. mosquitto_sub -u admin -P TOKEN). Tokens created or revoked
+while the centre runs take effect there within seconds, connections of a
+revoked token included. A created token is shown once.`, stderr)
 	dataDir := dataDirFlag(fs)
 	cfgDir := configFlag(fs)
-	role := fs.String("role", "", "create: operator, officer or admin")
-	scope := fs.String("scope", "", "create: enterprise:ID, park:ID, county:ID or all")
+	role := fs.String("role", "", "create: operator, officer, admin or gateway")
+	scope := fs.String("scope", "", "create: enterprise:ID, park:ID, county:ID, all, or gateway:ID (role gateway)")
 	name := fs.String("name", "", "create: who holds the token")
 	ttl := fs.Duration("ttl", 0, "create: how long the token is valid (0: no expiry)")
 	if len(args) == 0 {

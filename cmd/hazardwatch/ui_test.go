@@ -64,7 +64,7 @@ func TestBrowserAcknowledge(t *testing.T) {
 	}
 	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "operator", "park:p01", "园区控制室")
 	startCentre(t, dataDir, httpAddr, mqttAddr)
-	s, _, _ := startPlant(t, cfg, mqttAddr)
+	s, _, _ := startPlant(t, cfg, mqttAddr, gatewayTokens(t, dataDir))
 	const sensor = "e01-V101-LT"
 	if err := s.Set(sensor, 2.6); err != nil { // above HH
 		t.Fatal(err)

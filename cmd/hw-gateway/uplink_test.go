@@ -208,7 +208,7 @@ func TestUplinkCutKill9(t *testing.T) {
 
 	dataDir := t.TempDir()
 	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler)})
+		MQTTAuth: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestUplinkCutKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gwToken, _, err := c.Tokens().Create("gw-e01-1", auth.Role("gateway"), auth.Scope{Kind: "gateway", ID: "gw-e01-1"}, 0, time.Now())
+	gwToken, _, err := c.Tokens().Create("gw-e01-1", auth.Gateway, auth.GatewayScope("gw-e01-1"), 0, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,9 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 	}
 }
 
-// authenticate finds the caller's token. On failure it answers 401, counts
-// the reason and returns false. allowQuery accepts ?token= (the WebSocket
+// authenticate finds the caller's token. On failure it answers 401 (403
+// for a valid token of a role the API does not serve), counts the reason
+// and returns false. allowQuery accepts ?token= (the WebSocket
 // only: browsers cannot set headers on one); elsewhere a token in a URL
 // would end up in logs and browser history.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, allowQuery bool) (auth.Token, string, bool) {
@@ -38,6 +39,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, allowQuery
 		var err error
 		tok, err = s.o.Tokens.Authenticate(plain, s.clock())
 		switch {
+		case err == nil && !apiRole(tok.Role):
+			// A gateway's token is its password at the MQTT broker. It is
+			// a valid token, so the answer is 403, not 401: retrying with
+			// the same token can never help.
+			s.metrics.authFailures.WithLabelValues(authNotForAPI).Inc()
+			s.log.Info("api: token refused: not for the API", "role", tok.Role, "token", tok.ID,
+				"remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+			writeError(w, http.StatusForbidden, "此令牌不能用于接口 / forbidden: a "+string(tok.Role)+" token is for the MQTT broker, not the API")
+			return auth.Token{}, "", false
 		case err == nil:
 			return tok, plain, true
 		case errors.Is(err, auth.ErrExpired):
@@ -165,13 +175,17 @@ func actor(tok auth.Token) string {
 	return name
 }
 
-// mayAck: every role of SPEC §3's table may acknowledge.
-func mayAck(tok auth.Token) bool {
-	switch tok.Role {
+// apiRole reports whether the API serves tokens of role r: SPEC §3's
+// roles, not a gateway's.
+func apiRole(r auth.Role) bool {
+	switch r {
 	case auth.Operator, auth.Officer, auth.Admin:
 		return true
 	}
 	return false
 }
+
+// mayAck: every role of SPEC §3's table may acknowledge.
+func mayAck(tok auth.Token) bool { return apiRole(tok.Role) }
 
 const msgForbidden = "无权访问：超出令牌范围 / forbidden: outside your token's scope"

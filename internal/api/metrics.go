@@ -15,6 +15,7 @@ const (
 	authUnknown   = "unknown"
 	authRevoked   = "revoked"
 	authExpired   = "expired"
+	authNotForAPI = "not_for_api" // a valid token of a role the API does not serve (a gateway's): 403
 )
 
 // Reasons of hw_ws_dropped_total: why the server ended a WebSocket.
@@ -50,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "code"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hw_api_auth_failures_total",
-			Help: "Requests refused with 401, by reason.",
+			Help: "Requests refused at authentication, by reason: 401, or 403 for not_for_api (a gateway's token).",
 		}, []string{"reason"}),
 		wsClients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hw_ws_clients",
@@ -72,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			ConstLabels: prometheus.Labels{"stage": "push"},
 		}),
 	}
-	for _, r := range []string{authMissing, authMalformed, authUnknown, authRevoked, authExpired} {
+	for _, r := range []string{authMissing, authMalformed, authUnknown, authRevoked, authExpired, authNotForAPI} {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, r := range []string{dropSlow, dropResync, dropShutdown, dropToken, dropWrite, dropPong} {

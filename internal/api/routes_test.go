@@ -2,14 +2,19 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"hazardwatch/alerting"
+	"hazardwatch/internal/auth"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/store"
 )
@@ -163,6 +168,52 @@ func TestNotFound(t *testing.T) {
 		if got, _ := e.do(c.method, c.path, "missing", "", nil); got != http.StatusUnauthorized {
 			t.Errorf("%s %s without a token: %d, want 401", c.method, c.path, got)
 		}
+	}
+}
+
+// TestGatewayTokenRefused: a gateway's token is its password at the MQTT
+// broker; the API answers 403 to it on every route, the WebSocket
+// included, with a JSON error that says so, and counts each refusal.
+func TestGatewayTokenRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	plain, _, err := e.tokens.Create("gw-e01-1", auth.Gateway, auth.GatewayScope("gw-e01-1"), 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tok["gateway"] = plain
+	a := e.raise(e.sensorsOf("e01")[0])
+	routes := []struct{ method, path, body string }{
+		{"GET", "/api/v1/sensors", ""},
+		{"GET", "/api/v1/sensors?enterprise=e01", ""},
+		{"GET", "/api/v1/sensors/" + e.sensorsOf("e01")[0] + "/history", ""},
+		{"GET", "/api/v1/alarms", ""},
+		{"GET", "/api/v1/alarms/" + a.ID, ""},
+		{"POST", "/api/v1/alarms/" + a.ID + "/ack", `{"comment":"x"}`},
+	}
+	for _, rt := range routes {
+		var eb errorBody
+		got, body := e.do(rt.method, rt.path, "gateway", rt.body, nil)
+		if got != http.StatusForbidden {
+			t.Errorf("%s %s with a gateway token: %d, want 403: %s", rt.method, rt.path, got, body)
+			continue
+		}
+		if err := json.Unmarshal([]byte(body), &eb); err != nil || !strings.Contains(eb.Error, "gateway token is for the MQTT broker") {
+			t.Errorf("%s %s: error body %s", rt.method, rt.path, body)
+		}
+	}
+	if after, _ := e.mgr.Get(a.ID); after.State != model.StateUnackActive {
+		t.Errorf("a gateway token acknowledged the alarm: %s", after.State)
+	}
+	u := "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/api/v1/ws?token=" + url.QueryEscape(plain)
+	if _, res, err := websocket.DefaultDialer.Dial(u, nil); err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		t.Errorf("WebSocket with a gateway token: %v %v, want 403", err, res)
+	}
+	if got := e.metric("hw_api_auth_failures_total", "reason", "not_for_api"); got != float64(len(routes)+1) {
+		t.Errorf("hw_api_auth_failures_total{reason=\"not_for_api\"} = %v, want %d", got, len(routes)+1)
+	}
+	// The other tokens are served as before.
+	if got, body := e.do("GET", "/api/v1/alarms/"+a.ID, "e01", "", nil); got != http.StatusOK {
+		t.Errorf("the enterprise operator: %d: %s", got, body)
 	}
 }
 

@@ -1,6 +1,7 @@
-// Package auth owns API tokens: users with a role and a scope (SPEC §3),
-// stored hashed under the data directory, and the check of a scope against
-// the plant's objects.
+// Package auth owns tokens: users of the API with a role and a scope
+// (SPEC §3), and gateways, whose token is their password at the embedded
+// MQTT broker; all stored hashed under the data directory, and the check of
+// a scope against the plant's objects.
 //
 // Tokens are 32 random bytes, so a single SHA-256 is enough to store them:
 // a slow password hash protects guessable secrets, and these are not.
@@ -32,14 +33,22 @@ const (
 	Operator Role = "operator" // read; acknowledge, shelve, feedback, comment
 	Officer  Role = "officer"  // read; comment; acknowledge as supervisor; reports
 	Admin    Role = "admin"    // everything, tokens and plant status included
+	// Gateway is an edge gateway at the embedded MQTT broker: it publishes
+	// its own telemetry and status and nothing else, and the HTTP API
+	// refuses its token.
+	Gateway Role = "gateway"
 )
 
 // Scope is the part of the plant a user sees: an enterprise, a park, a
-// county, or everything ("all", admins only).
+// county, or everything ("all", admins only); or, for a gateway's token,
+// the one gateway it speaks for.
 type Scope struct {
-	Kind string `json:"kind"` // enterprise | park | county | all
+	Kind string `json:"kind"` // enterprise | park | county | all | gateway
 	ID   string `json:"id,omitempty"`
 }
+
+// GatewayScope is the scope of gateway id's token.
+func GatewayScope(id string) Scope { return Scope{Kind: "gateway", ID: id} }
 
 func (s Scope) String() string {
 	if s.Kind == "all" {
@@ -48,28 +57,31 @@ func (s Scope) String() string {
 	return s.Kind + ":" + s.ID
 }
 
-// ParseScope reads "enterprise:e01", "park:p01", "county:c01" or "all".
+// ParseScope reads "enterprise:e01", "park:p01", "county:c01",
+// "gateway:gw-e01-1" or "all".
 func ParseScope(s string) (Scope, error) {
 	if s == "all" {
 		return Scope{Kind: "all"}, nil
 	}
 	kind, id, ok := strings.Cut(s, ":")
-	if !ok || id == "" || !slices.Contains([]string{"enterprise", "park", "county"}, kind) {
-		return Scope{}, fmt.Errorf("scope %q: want enterprise:ID, park:ID, county:ID or all", s)
+	if !ok || id == "" || !slices.Contains([]string{"enterprise", "park", "county", "gateway"}, kind) {
+		return Scope{}, fmt.Errorf("scope %q: want enterprise:ID, park:ID, county:ID, gateway:ID or all", s)
 	}
 	return Scope{Kind: kind, ID: id}, nil
 }
 
-// Check reports whether role may hold scope (SPEC §3's table), and whether
-// the scope names an object of the plant.
+// Check reports whether role may hold scope (SPEC §3's table; a gateway's
+// token holds its gateway and only a gateway's token holds one), and
+// whether the scope names an object of the plant.
 func Check(role Role, sc Scope, p *model.Plant) error {
 	allowed := map[Role][]string{
 		Operator: {"enterprise", "park"},
 		Officer:  {"park", "county"},
 		Admin:    {"all"},
+		Gateway:  {"gateway"},
 	}[role]
 	if allowed == nil {
-		return fmt.Errorf("role %q: want operator, officer or admin", role)
+		return fmt.Errorf("role %q: want operator, officer, admin or gateway", role)
 	}
 	if !slices.Contains(allowed, sc.Kind) {
 		return fmt.Errorf("role %s takes a scope of %s, not %s", role, strings.Join(allowed, " or "), sc.Kind)
@@ -84,6 +96,8 @@ func Check(role Role, sc Scope, p *model.Plant) error {
 		_, ok = p.ParkIndex(sc.ID)
 	case "county":
 		_, ok = p.CountyIndex(sc.ID)
+	case "gateway":
+		_, ok = p.GatewayIndex(sc.ID)
 	}
 	if !ok {
 		return fmt.Errorf("no %s %q in the plant", sc.Kind, sc.ID)
@@ -91,7 +105,8 @@ func Check(role Role, sc Scope, p *model.Plant) error {
 	return nil
 }
 
-// Covers reports whether scope sc includes enterprise e of plant p.
+// Covers reports whether scope sc includes enterprise e of plant p. A
+// gateway's scope covers none: its token reads nothing.
 func (sc Scope) Covers(p *model.Plant, e int32) bool {
 	if e < 0 || int(e) >= len(p.Enterprises) {
 		return false
@@ -123,7 +138,8 @@ type Token struct {
 	Revoked time.Time `json:"revoked,omitzero"`
 }
 
-// Errors of Authenticate; the API answers 401 to each.
+// Errors of Authenticate; the API answers 401 to each, the MQTT broker
+// refuses the connection.
 var (
 	ErrUnknown = errors.New("auth: unknown token")
 	ErrExpired = errors.New("auth: token expired")

@@ -16,6 +16,7 @@ func testPlant() *model.Plant {
 		Counties:    []model.County{{ID: "c1"}, {ID: "c2"}},
 		Parks:       []model.Park{{ID: "p1", County: 0}, {ID: "p2", County: 0}, {ID: "p3", County: 1}},
 		Enterprises: []model.Enterprise{{ID: "e1", Park: 0}, {ID: "e2", Park: 0}, {ID: "e3", Park: 1}, {ID: "e4", Park: 2}},
+		Gateways:    []model.Gateway{{ID: "g1", Enterprise: 0}, {ID: "g4", Enterprise: 3}},
 	}
 	p.Index()
 	return p
@@ -91,6 +92,14 @@ func TestScopes(t *testing.T) {
 		{"enterprise:e1", Officer, false, ""},
 		{"park:p1", Admin, false, ""},
 		{"enterprise:e9", Operator, false, ""},
+		// A gateway's token reads nothing; it is a password at the broker.
+		{"gateway:g1", Gateway, true, ""},
+		{"gateway:g9", Gateway, false, ""},
+		{"enterprise:e1", Gateway, false, ""},
+		{"all", Gateway, false, ""},
+		{"gateway:g1", Admin, false, ""},
+		{"gateway:g1", Operator, false, ""},
+		{"gateway:g1", Officer, false, ""},
 	}
 	for _, tt := range tests {
 		sc, err := ParseScope(tt.scope)
@@ -113,7 +122,13 @@ func TestScopes(t *testing.T) {
 			t.Errorf("%s covers %q, want %q", tt.scope, got, tt.sees)
 		}
 	}
-	for _, bad := range []string{"", "enterprise", "enterprise:", "city:x"} {
+	if sc, err := ParseScope("gateway:g1"); err != nil || sc != GatewayScope("g1") || sc.String() != "gateway:g1" {
+		t.Errorf(`ParseScope("gateway:g1") = %+v, %v`, sc, err)
+	}
+	if err := Check("engineer", Scope{Kind: "all"}, p); err == nil {
+		t.Error("Check accepted an unknown role")
+	}
+	for _, bad := range []string{"", "enterprise", "enterprise:", "city:x", "gateway:"} {
 		if _, err := ParseScope(bad); err == nil {
 			t.Errorf("ParseScope(%q) succeeded", bad)
 		}

@@ -7,6 +7,7 @@ package centre
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,15 @@ type Options struct {
 	// MQTTListen is the embedded broker's address (port 0: a free one);
 	// ExternalBroker, when set, replaces it (SPEC §2's external mode).
 	MQTTListen, ExternalBroker string
+	// MQTTAuth makes the embedded broker authenticate every client against
+	// the token store (Tokens): a gateway with its own token, username =
+	// its id, or a client certificate (MQTTTLS); an admin token read-only.
+	// It then enforces the topic ACL. False leaves the broker open, with a
+	// warning in the log.
+	MQTTAuth bool
+	// MQTTTLS, when set, makes the embedded broker speak TLS only
+	// (ingest.Options.TLS).
+	MQTTTLS *tls.Config
 	// HTTPListen is the API's address (port 0: a free one).
 	HTTPListen string
 	// Retention of the history store; default 30 days.
@@ -139,8 +149,17 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	lat, fd := newLatest(len(plant.Sensors)), newFeed()
 	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag}
 
+	// The broker checks MQTT clients' tokens, the API its callers'.
+	if c.tokens, err = auth.Open(TokenFile(o.DataDir)); err != nil {
+		return nil, err
+	}
 	// Ingest creates the READINGS stream the pipeline consumes.
-	if c.ingest, err = ingest.New(ingest.Options{Plant: plant, Bus: c.bus, Listen: o.MQTTListen, ExternalURL: o.ExternalBroker, Registerer: c.reg, Logger: o.Logger.With("stage", "ingest"), Clock: o.Clock}); err != nil {
+	inOpts := ingest.Options{Plant: plant, Bus: c.bus, Listen: o.MQTTListen, ExternalURL: o.ExternalBroker, TLS: o.MQTTTLS,
+		Registerer: c.reg, Logger: o.Logger.With("stage", "ingest"), Clock: o.Clock}
+	if o.MQTTAuth && o.ExternalBroker == "" {
+		inOpts.Credentials = c.tokens
+	}
+	if c.ingest, err = ingest.New(inOpts); err != nil {
 		return nil, err
 	}
 	if err = c.ingest.Start(ctx); err != nil {
@@ -151,9 +170,6 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	}
 	c.goRun("pipeline", func() error { return pl.run(runCtx) })
 
-	if c.tokens, err = auth.Open(TokenFile(o.DataDir)); err != nil {
-		return nil, err
-	}
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
 		Alarms: c.alarms, History: c.hist, Latest: lat, Readings: fd,
@@ -228,7 +244,8 @@ func (c *Centre) MQTTAddr() string {
 	return c.ingest.Addr()
 }
 
-// Tokens is the API token store.
+// Tokens is the token store: the API's users and the gateways' MQTT
+// passwords.
 func (c *Centre) Tokens() *auth.Store { return c.tokens }
 
 // Close stops the stages from the sources down: HTTP, ingest, the
