@@ -148,11 +148,7 @@ func TestLoad500(t *testing.T) {
 	go func() { _ = srv.Serve() }()
 	defer srv.Close()
 
-	listen := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		listen["gw-load/"+d.ID] = "127.0.0.1:0"
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen})
+	s, err := sim.New(p, nil, sim.Options{Listen: loopback(p)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"hazardwatch/internal/centre"
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/model"
 	"hazardwatch/internal/netcut"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
@@ -150,6 +151,18 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// loopback gives every simulated device of p a free port: the configured
+// ports may be taken by another test binary running at the same time.
+func loopback(p *model.Plant) map[string]string {
+	listen := map[string]string{}
+	for _, g := range p.Gateways {
+		for _, d := range g.Devices {
+			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
+		}
+	}
+	return listen
+}
+
 // fastPlant writes the demo plant with gw-e01-1 polling every 50 ms into a
 // folder and loads it.
 func fastPlant(t *testing.T) (string, *config.Config) {
@@ -222,11 +235,7 @@ func TestUplinkCutKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	listen := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		listen["gw-e01-1/"+d.ID] = "127.0.0.1:0"
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 9})
+	s, err := sim.New(p, nil, sim.Options{Listen: loopback(p), Seed: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
