@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,6 +104,30 @@ func TestServeMQTTSecurity(t *testing.T) {
 	if code := apiCall(t, http.MethodGet, "http://"+httpAddr+"/api/v1/alarms", passwords["gw-e01-1"], nil, nil); code != http.StatusForbidden {
 		t.Errorf("the API answered a gateway's token with %d, want 403", code)
 	}
+
+	// The gateway itself over TLS with its certificate and no password.
+	// Its devices are unreachable, so it publishes q bad "connection"
+	// readings: content the centre accepts.
+	gwCert, gwKey := testpki.WriteFiles(t, dir, "gw-e01-1", gateway)
+	accepted := metric(`hw_ingest_messages_total{result="accepted"}`)
+	gw := exec.Command(binary(t), "gateway", "--id", "gw-e01-1", "--broker", "tls://"+mqttAddr, "--data-dir", t.TempDir(), "--listen", "",
+		"--tls-ca", ca.WriteCA(t, dir, "ca.pem"), "--tls-cert", gwCert, "--tls-key", gwKey,
+		"--device", "plc1="+freeAddr(t), "--device", "gds1="+freeAddr(t))
+	var gwLog strings.Builder
+	gw.Stderr = &gwLog
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", gwLog.String())
+		}
+	}()
+	poll.Until(t, "the gateway's messages accepted over TLS with its certificate", 30*time.Second, func() bool {
+		return metric(`hw_ingest_messages_total{result="accepted"}`) >= accepted+3
+	})
 }
 
 // TestLoadMQTTTLS: the broker's TLS flags make a config that verifies
