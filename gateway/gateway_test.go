@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,9 +128,10 @@ func (c *collector) latest(boot string) map[int32]model.Reading {
 	return out
 }
 
-// simulated serves one gateway's devices of the demo plant on free ports
-// (baselines only) and returns the plant, the simulator and the devices'
-// addresses.
+// simulated serves the demo plant's devices on free ports (baselines
+// only) and returns the plant, the simulator and the addresses of one
+// gateway's devices. Every device gets a free port, not only that
+// gateway's: the configured ports may be taken by another test binary.
 func simulated(t *testing.T, gateway string, seed int64) (*model.Plant, *sim.Simulator, map[string]string) {
 	t.Helper()
 	cfg, err := config.LoadDemo()
@@ -142,8 +144,10 @@ func simulated(t *testing.T, gateway string, seed int64) (*model.Plant, *sim.Sim
 		t.Fatalf("no gateway %s", gateway)
 	}
 	listen := map[string]string{}
-	for _, d := range p.Gateways[gi].Devices {
-		listen[gateway+"/"+d.ID] = "127.0.0.1:0"
+	for _, g := range p.Gateways {
+		for _, d := range g.Devices {
+			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
+		}
 	}
 	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: seed})
 	if err != nil {
@@ -201,8 +205,15 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 		return col.messages[len(col.messages)-1], len(col.messages)
 	}
-	poll.Until(t, "two telemetry messages", 15*time.Second, func() bool { _, n := last(); return n >= 2 })
-	m, _ := last()
+	// A device slower than the collector's window (its first connection,
+	// under the race detector) sends its readings in a later message, so
+	// wait for a message of a cycle in which every device answered in time.
+	var m telemetry.Message
+	poll.Until(t, "a second message with every sensor", 15*time.Second, func() bool {
+		var n int
+		m, n = last()
+		return n >= 2 && len(m.Readings) == len(mine)
+	})
 	if len(m.Readings) != len(mine) || m.Boot != g.Boot() || m.Seq < 2 {
 		t.Fatalf("message: %d readings (want %d), boot %q seq %d", len(m.Readings), len(mine), m.Boot, m.Seq)
 	}
@@ -293,6 +304,132 @@ func TestGatewayEndToEnd(t *testing.T) {
 		n := len(col.status)
 		return n > 0 && col.status[n-1].State == telemetry.StateOffline && col.status[0].State == telemetry.StateOnline
 	})
+}
+
+// TestDeviceFaultEndToEnd polls gw-e02-1's simulated gas-detection
+// controller over real Modbus TCP and publishes over real MQTT: while the
+// controller sets e02-GT-402's fault bit in its status word, the
+// detector's readings arrive q bad device_fault with the value it shows,
+// its neighbours in the same status word stay good, and the gateway counts
+// each such reading in hw_gateway_read_errors_total{reason="device_fault"};
+// once the bit is cleared the readings are good again and the count stops.
+func TestDeviceFaultEndToEnd(t *testing.T) {
+	const gw, detector, neighbour = "gw-e02-1", "e02-GT-402", "e02-GT-401"
+	p, s, addrs := simulated(t, gw, 11)
+	gi, _ := p.GatewayIndex(gw)
+	p.Gateways[gi].PollPeriodMS = 100
+	for di := range p.Gateways[gi].Devices {
+		p.Gateways[gi].Devices[di].PollPeriodMS = 100
+	}
+	di, ok1 := p.SensorIndex(detector)
+	ni, ok2 := p.SensorIndex(neighbour)
+	if !ok1 || !ok2 {
+		t.Fatalf("no sensor %s or %s in the demo", detector, neighbour)
+	}
+	dev := p.Gateways[gi].Devices[p.Sensors[di].Device].ID
+	if err := s.Set(detector, 12.5); err != nil {
+		t.Fatal(err)
+	}
+	url := broker(t)
+	col := collect(t, url, p)
+	g := running(t, gateway.Options{Plant: p, Gateway: gw, Broker: url, DeviceAddr: addrs, PublishTimeout: 2 * time.Second, QueuePath: filepath.Join(t.TempDir(), "queue")})
+
+	// reading waits until the detector's newest reading is what want says,
+	// and checks its neighbour on the same status word is good meanwhile.
+	reading := func(what string, want func(r model.Reading) bool) {
+		t.Helper()
+		poll.Until(t, what, 15*time.Second, func() bool {
+			latest := col.latest(g.Boot())
+			r, ok := latest[di]
+			if n, ok := latest[ni]; ok && n.Quality != model.Good {
+				t.Fatalf("%s, sharing the status word: %s %s", neighbour, n.Quality, n.Reason)
+			}
+			return ok && want(r)
+		})
+	}
+	errorsLine := fmt.Sprintf(`hw_gateway_read_errors_total{device=%q,gateway=%q,reason="device_fault"}`, dev, gw)
+	faultCount := func() float64 {
+		rec := httptest.NewRecorder()
+		g.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, errorsLine+" "); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				return n
+			}
+		}
+		return 0
+	}
+	// published counts the messages of this boot, and the detector's
+	// device_fault readings in them.
+	published := func() (messages, faults int) {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		for _, m := range col.messages {
+			if m.Boot != g.Boot() {
+				continue
+			}
+			messages++
+			for _, r := range m.Readings {
+				if r.SensorIdx == di && r.Reason == model.ReasonDeviceFault {
+					faults++
+				}
+			}
+		}
+		return messages, faults
+	}
+
+	reading("a good reading of 12.5", func(r model.Reading) bool { return r.Quality == model.Good && r.HasValue && r.Value == 12.5 })
+	if n := faultCount(); n != 0 {
+		t.Fatalf("device_fault counted %v times before any fault", n)
+	}
+	if err := s.SetFault(detector, true); err != nil {
+		t.Fatal(err)
+	}
+	reading("bad device_fault with the value 12.5", func(r model.Reading) bool {
+		return r.Quality == model.Bad && r.Reason == model.ReasonDeviceFault && r.HasValue && r.Value == 12.5
+	})
+	if err := s.SetFault(detector, false); err != nil {
+		t.Fatal(err)
+	}
+	reading("good again", func(r model.Reading) bool { return r.Quality == model.Good && r.HasValue && r.Value == 12.5 })
+
+	// Every device_fault reading published was counted, and nothing more
+	// is counted once the bit is clear.
+	seen, sent := published()
+	counted := faultCount()
+	if sent == 0 || counted < float64(sent) {
+		t.Errorf("%s: %v, but %d device_fault readings arrived", errorsLine, counted, sent)
+	}
+	poll.Until(t, "three more messages", 15*time.Second, func() bool { n, _ := published(); return n >= seen+3 })
+	if n := faultCount(); n != counted {
+		t.Errorf("device_fault counted %v times after the bit was cleared, %v before", n, counted)
+	}
+}
+
+// running starts a gateway with opts and stops it when the test ends,
+// before the broker and the simulator it talks to.
+func running(t *testing.T, opts gateway.Options) *gateway.Gateway {
+	t.Helper()
+	g, err := gateway.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("gateway run: %v", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Errorf("gateway close: %v", err)
+		}
+	})
+	return g
 }
 
 // TestStoreAndForward: while the uplink is down the gateway keeps every

@@ -86,11 +86,15 @@ type pollResult struct {
 // per sensor: the decoded value, or q bad with the reason it could not be
 // read — never a made-up value. When the device does not answer or is busy
 // the remaining requests are not sent (each would wait out its own
-// timeout): their sensors get the same reason at once.
+// timeout): their sensors get the same reason at once. Once every request
+// is done, a sensor whose fault bit reads 1 is marked bad device_fault
+// (markFaults).
 func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []telemetry.Out) ([]telemetry.Out, pollResult) {
 	var res pollResult
+	base := len(out)
 	for i := range plan.requests {
 		r := &plan.requests[i]
+		r.readFaults(nil)
 		ts := now().UnixMilli()
 		if res.halted {
 			out = r.appendBad(out, ts, res.reason)
@@ -133,8 +137,39 @@ func pollDevice(c deviceClient, plan *devicePlan, now func() time.Time, out []te
 			}
 			out = append(out, o)
 		}
+		r.readFaults(data)
 	}
+	plan.markFaults(out[base:])
 	return out, res
+}
+
+// readFaults notes what each fault bit of r reads in data, the response;
+// nil (a read that failed or was not sent) notes none as on.
+func (r *request) readFaults(data []byte) {
+	for i := range r.faults {
+		f := &r.faults[i]
+		f.on = false
+		if data != nil {
+			v, err := f.conv.Decode(data[f.offset:], f.bit)
+			f.on = err == nil && v == 1
+		}
+	}
+}
+
+// markFaults marks bad device_fault every reading of outs (the device's
+// readings of this poll) whose sensor's fault bit is on. The value stays,
+// as read: the device said it is not to be trusted, and the centre shows
+// it beside the fault. A reading that could not be read keeps the reason
+// of its failed read, which says more about why there is no value.
+func (p *devicePlan) markFaults(outs []telemetry.Out) {
+	for i := range p.requests {
+		faults := p.requests[i].faults
+		for j := range faults {
+			if o := &outs[faults[j].out]; faults[j].on && o.HasValue {
+				o.Quality, o.Reason = model.Bad, model.ReasonDeviceFault
+			}
+		}
+	}
 }
 
 // appendBad appends q bad with reason and no value for every sensor of r.

@@ -122,7 +122,7 @@ func TestRequestAllocs(t *testing.T) {
 	plc := s.byKey["gw-e02-1/plc1"]
 	cases := map[string]func(){
 		"holding 0-17 (floats and a status word)": func() { _, _ = plc1.readRegs(model.Holding, 0, 18) },
-		"input 0-6 (gas detectors)":               func() { _, _ = gds1.readRegs(model.Input, 0, 7) },
+		"input 0-7 (gas detectors, fault word)":   func() { _, _ = gds1.readRegs(model.Input, 0, 8) },
 		"coils 0-1":                               func() { _, _ = plc.readBits(0, 0, 2) },
 	}
 	for name, f := range cases {

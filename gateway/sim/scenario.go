@@ -69,7 +69,7 @@ type episodeDoc struct {
 	Name  string        `yaml:"name"`
 	Type  string        `yaml:"type" hw:"required"`
 	Start time.Duration `yaml:"start" hw:"required"`
-	// ramp and hold
+	// ramp, hold and fault
 	Sensor *string `yaml:"sensor"`
 	// ramp
 	Peak *float64       `yaml:"peak"`
@@ -78,7 +78,7 @@ type episodeDoc struct {
 	Fall *time.Duration `yaml:"fall"`
 	// hold
 	Value *float64 `yaml:"value"`
-	// hold, silent and uplink
+	// hold, silent, uplink and fault
 	Duration *time.Duration `yaml:"duration"`
 	// silent and uplink
 	Gateway *string `yaml:"gateway"`
@@ -134,6 +134,16 @@ type uplinkCut struct {
 // at reports whether the cut is in force at phase p.
 func (u *uplinkCut) at(p float64) bool { return p >= u.start && p < u.end }
 
+// faultSpan is a time when a sensor's device sets the sensor's fault bit.
+type faultSpan struct {
+	name       string
+	start, end float64
+	sensor     int32
+}
+
+// at reports whether the fault bit is set at phase p.
+func (f *faultSpan) at(p float64) bool { return p >= f.start && p < f.end }
+
 // Scenario is a compiled scenario file, bound to the plant it was checked
 // against. It is read-only after LoadScenario and may be shared.
 type Scenario struct {
@@ -143,6 +153,7 @@ type Scenario struct {
 	sensors  []sensorPlan
 	silences []silence
 	uplinks  []uplinkCut // sorted by start
+	faults   []faultSpan // sorted by start
 }
 
 // Cycle is how long the scenario runs before it repeats.
@@ -358,6 +369,7 @@ func (c *checker) compile(file string, doc *scenarioDoc) *Scenario {
 	bySensor := map[int32][]span{}
 	byDevice := map[[2]int32][]span{}
 	byUplink := map[int32][]span{}
+	byFault := map[int32][]span{}
 	for i := range doc.Episodes {
 		ed := &doc.Episodes[i]
 		c.episode(sc, ed, episodeSinks{
@@ -370,11 +382,17 @@ func (c *checker) compile(file string, doc *scenarioDoc) *Scenario {
 			uplink: func(gw int32, start, end float64) {
 				byUplink[gw] = append(byUplink[gw], span{start, end, ed})
 			},
+			fault: func(sensor int32, start, end float64) {
+				byFault[sensor] = append(byFault[sensor], span{start, end, ed})
+			},
 		})
 	}
 	// Overlaps: an episode's value is defined relative to the sensor's
 	// value without it, so two at once have no single meaning; two cuts of
-	// one link would each claim to restore it when they end.
+	// one link would each claim to restore it when they end, and so would
+	// two faults of one sensor. A fault bit is not a value: its episodes
+	// may overlap the sensor's ramps and holds (a detector frozen, then
+	// reporting its fault).
 	overlaps := func(what string, spans []span) {
 		slices.SortStableFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
 		for i := 1; i < len(spans); i++ {
@@ -394,8 +412,12 @@ func (c *checker) compile(file string, doc *scenarioDoc) *Scenario {
 	for g, spans := range byUplink {
 		overlaps("the uplink of "+p.Gateways[g].ID, spans)
 	}
+	for idx, spans := range byFault {
+		overlaps("the fault bit of "+p.Sensors[idx].ID, spans)
+	}
 	slices.SortFunc(sc.silences, func(a, b silence) int { return cmp.Compare(a.start, b.start) })
 	slices.SortFunc(sc.uplinks, func(a, b uplinkCut) int { return cmp.Compare(a.start, b.start) })
+	slices.SortFunc(sc.faults, func(a, b faultSpan) int { return cmp.Compare(a.start, b.start) })
 	return sc
 }
 
@@ -544,6 +566,7 @@ type episodeSinks struct {
 	sensor func(sensor int32, start, end float64)
 	device func(gw, dev int32, start, end float64)
 	uplink func(gw int32, start, end float64)
+	fault  func(sensor int32, start, end float64)
 }
 
 func (c *checker) episode(sc *Scenario, ed *episodeDoc, sink episodeSinks) {
@@ -669,9 +692,18 @@ func (c *checker) episode(sc *Scenario, ed *episodeDoc, sink episodeSinks) {
 		}
 		sc.uplinks = append(sc.uplinks, uplinkCut{name: ed.Name, start: start, end: e, gateway: g})
 		sink.uplink(g, start, e)
+	case "fault":
+		c.only(ed, "fault", map[string]bool{"sensor": true, "duration": true})
+		idx, sOK := c.faultSensor(ed)
+		if length, ok := c.duration(ed); sOK && ok {
+			if e, ok := end(length); ok {
+				sc.faults = append(sc.faults, faultSpan{name: ed.Name, start: start, end: e, sensor: idx})
+				sink.fault(idx, start, e)
+			}
+		}
 	default:
 		if c.pos.Of(&ed.Type).File != "?" { // a missing type was reported as required
-			c.errorf(&ed.Type, "must be ramp, hold, silent or uplink, not %q", ed.Type)
+			c.errorf(&ed.Type, "must be ramp, hold, silent, uplink or fault, not %q", ed.Type)
 		}
 	}
 }
@@ -701,6 +733,16 @@ func (c *checker) episodeSensor(ed *episodeDoc) (int32, bool) {
 		return -1, false
 	}
 	return c.sensor(ed.Sensor, *ed.Sensor)
+}
+
+// faultSensor resolves a fault episode's sensor, which must have a fault bit.
+func (c *checker) faultSensor(ed *episodeDoc) (int32, bool) {
+	idx, ok := c.episodeSensor(ed)
+	if ok && c.plant.Sensors[idx].Fault == nil {
+		c.errorf(ed.Sensor, "%s has no fault bit (give it fault: in the plant files)", *ed.Sensor)
+		return -1, false
+	}
+	return idx, ok
 }
 
 func (c *checker) duration(ed *episodeDoc) (float64, bool) {

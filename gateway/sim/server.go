@@ -30,7 +30,7 @@ type device struct {
 
 	// Register maps by area, sorted by address: holding and input
 	// registers (a multi-word value or a bit of a status word is one
-	// entry), then coils and discrete inputs.
+	// entry), then coils and discrete inputs. Fault bits are entries too.
 	regs [2][]regEntry
 	bits [2][]bitEntry
 
@@ -50,11 +50,13 @@ type regEntry struct {
 	start  uint16
 	end    uint32 // exclusive
 	bit    bool   // a bit of a status word: other sensors share the register
+	fault  bool   // the sensor's fault bit, not its value
 }
 
 type bitEntry struct {
 	sensor int32
 	addr   uint16
+	fault  bool // the sensor's fault bit, not its value
 }
 
 func newDevice(s *Simulator, g, d int32, key, addr string) *device {
@@ -64,14 +66,9 @@ func newDevice(s *Simulator, g, d int32, key, addr string) *device {
 		if sen.Gateway != g || sen.Device != d {
 			continue
 		}
-		r := sen.Register
-		switch r.Area {
-		case model.Holding, model.Input:
-			dev.regs[r.Area] = append(dev.regs[r.Area], regEntry{
-				sensor: int32(i), start: r.Address, end: uint32(r.Address) + uint32(r.Type.Words()), bit: r.Type == model.Bit,
-			})
-		case model.Coil, model.DiscreteInput:
-			dev.bits[r.Area-model.Coil] = append(dev.bits[r.Area-model.Coil], bitEntry{sensor: int32(i), addr: r.Address})
+		dev.add(int32(i), sen.Register, false)
+		if sen.Fault != nil {
+			dev.add(int32(i), *sen.Fault, true)
 		}
 	}
 	for a := range dev.regs {
@@ -79,6 +76,18 @@ func newDevice(s *Simulator, g, d int32, key, addr string) *device {
 		slices.SortStableFunc(dev.bits[a], func(x, y bitEntry) int { return cmp.Compare(x.addr, y.addr) })
 	}
 	return dev
+}
+
+// add maps register r of sensor i: its value, or its fault bit.
+func (d *device) add(i int32, r model.Register, fault bool) {
+	switch r.Area {
+	case model.Holding, model.Input:
+		d.regs[r.Area] = append(d.regs[r.Area], regEntry{
+			sensor: i, start: r.Address, end: uint32(r.Address) + uint32(r.Type.Words()), bit: r.Type == model.Bit, fault: fault,
+		})
+	case model.Coil, model.DiscreteInput:
+		d.bits[r.Area-model.Coil] = append(d.bits[r.Area-model.Coil], bitEntry{sensor: i, addr: r.Address, fault: fault})
+	}
 }
 
 // start opens the device's listener in the mode the schedule wants. A
@@ -314,7 +323,8 @@ func (d *device) readRegs(area model.Area, addr, qty uint16) ([]uint16, error) {
 			// it the word as the other bits left it.
 			binary.BigEndian.PutUint16(buf[:], out[e.start-addr])
 		}
-		d.s.conv[e.sensor].Encode(d.s.current(e.sensor, t), buf[:2*n])
+		conv, v := d.s.served(e.sensor, e.fault, t)
+		conv.Encode(v, buf[:2*n])
 		for w := range n {
 			a := uint32(e.start) + uint32(w)
 			if a >= uint32(addr) && a < end {
@@ -343,7 +353,8 @@ func (d *device) readBits(area int, addr, qty uint16) ([]bool, error) {
 	var buf [1]byte
 	for _, e := range entries {
 		if uint32(e.addr) >= uint32(addr) && uint32(e.addr) < end {
-			d.s.conv[e.sensor].Encode(d.s.current(e.sensor, t), buf[:])
+			conv, v := d.s.served(e.sensor, e.fault, t)
+			conv.Encode(v, buf[:])
 			out[e.addr-addr] = buf[0] == 1
 		}
 	}

@@ -22,6 +22,7 @@
 //	  - {name: stuck, type: hold, sensor: e02-GT-402, start: 200s, duration: 150s, value: 4.0}
 //	  - {name: cut, type: silent, gateway: gw-e02-1, device: plc2, start: 470s, duration: 60s}
 //	  - {name: offline, type: uplink, gateway: gw-e01-1, start: 530s, duration: 60s}
+//	  - {name: broken, type: fault, sensor: e02-GT-402, start: 350s, duration: 90s}
 //
 // A sensor's value at time t is its baseline (or gain × the noise-free value
 // of the sensor it follows, or for an energy counter its baseline plus the
@@ -45,9 +46,15 @@
 //     cut begins and ends, and the demo cuts a proxy between the gateway and
 //     the MQTT broker (internal/netcut), so the gateway's queue fills and
 //     drains. Its devices keep answering.
+//   - fault: the sensor's fault bit (its `fault:` in the plant files) is
+//     set for duration: the device says the sensor's reading is not to be
+//     trusted. The value goes on as the sensor's other episodes make it,
+//     so a fault may be given the same start and duration as a hold that
+//     shows the fault code.
 //
-// Episodes of one sensor, one device or one gateway's uplink may not
-// overlap. Defaults when the file says nothing: level, pressure,
+// Episodes of one sensor, one device, one gateway's uplink or one sensor's
+// fault bit may not overlap; a fault episode may overlap the sensor's ramps
+// and holds. Defaults when the file says nothing: level, pressure,
 // temperature and flow at 40 % of the span; gas detectors at the bottom of
 // the range, oxygen 20.9 %VOL; valves closed (0), SIS normal (0), counters
 // at the bottom of the range; power and current at 40 % of the span for an
@@ -59,14 +66,15 @@
 // # Modbus behaviour
 //
 // Each device listens on its configured address (or Options.Listen's).
-// A request that touches any address no sensor maps answers exception 02
-// (illegal data address), as strict PLCs do: a poll plan must not read
-// across gaps. A request for another unit id than the device's answers 0A
-// (gateway path unavailable): the address reaches something, but not that
-// unit, which is what a Modbus gateway says and what points an engineer at
-// a wrong unit_id. Writes answer 01 (illegal function): the simulated
-// devices are read-only. Bits of a status word are set or cleared one by
-// one in the same register.
+// A request that touches any address where no sensor's value or fault bit
+// lies answers exception 02 (illegal data address), as strict PLCs do: a
+// poll plan must not read across gaps. A request for another unit id than
+// the device's answers 0A (gateway path unavailable): the address reaches
+// something, but not that unit, which is what a Modbus gateway says and
+// what points an engineer at a wrong unit_id. Writes answer 01 (illegal
+// function): the simulated devices are read-only. Bits of a status word,
+// values and fault bits alike, are set or cleared one by one in the same
+// register; a fault bit reads 0 unless a fault episode or SetFault sets it.
 //
 // # Time and goroutines
 //
@@ -77,8 +85,8 @@
 // (a silent device has no server to ask) and an uplink being cut or
 // restored, so one goroutine owned by the Simulator follows the silent and
 // uplink episodes, calls Options.OnUplink, and logs episodes as they begin
-// and end. UplinkCut answers from the clock, like a value. Lock order:
-// Simulator.mu before device.mu.
+// and end. UplinkCut and fault bits answer from the clock, like a value.
+// Lock order: Simulator.mu before device.mu.
 package sim
 
 import (
@@ -135,6 +143,10 @@ type Simulator struct {
 	// which Set refuses) means the scenario rules. Atomics let every
 	// connection's goroutine read pins without a lock.
 	pins []atomic.Uint64
+	// faultConv encodes each sensor's fault bit (zero for a sensor without
+	// one); faultSet is SetFault's, on top of the scenario's fault episodes.
+	faultConv []gateway.Converter
+	faultSet  []atomic.Bool
 
 	devices []*device
 	byKey   map[string]*device
@@ -159,9 +171,11 @@ func New(p *model.Plant, sc *Scenario, opts Options) (*Simulator, error) {
 	}
 	s := &Simulator{
 		plant: p, sc: sc, clock: opts.Clock, seed: opts.Seed, log: opts.Logger, onUplink: opts.OnUplink,
-		pins:  make([]atomic.Uint64, len(p.Sensors)),
-		byKey: map[string]*device{},
-		stop:  make(chan struct{}),
+		pins:      make([]atomic.Uint64, len(p.Sensors)),
+		faultConv: make([]gateway.Converter, len(p.Sensors)),
+		faultSet:  make([]atomic.Bool, len(p.Sensors)),
+		byKey:     map[string]*device{},
+		stop:      make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -179,6 +193,9 @@ func New(p *model.Plant, sc *Scenario, opts Options) (*Simulator, error) {
 	for i := range p.Sensors {
 		s.conv[i] = gateway.NewConverter(p.Sensors[i].Register)
 		s.pins[i].Store(noPin)
+		if f := p.Sensors[i].Fault; f != nil {
+			s.faultConv[i] = gateway.NewConverter(*f)
+		}
 	}
 	listen := map[string]string{}
 	for k, v := range opts.Listen {
@@ -314,12 +331,20 @@ func (s *Simulator) uplinks() []uplinkCut {
 	return s.sc.uplinks
 }
 
+func (s *Simulator) faults() []faultSpan {
+	if s.sc == nil {
+		return nil
+	}
+	return s.sc.faults
+}
+
 // followed is what the run goroutine last saw of the schedule, so that it
 // acts on changes only. Only that goroutine touches it.
 type followed struct {
 	episodes map[*episode]bool
 	silences []bool
 	uplinks  []bool // per uplink episode
+	faults   []bool // per fault episode
 	cut      []bool // per gateway: the state last given to OnUplink
 }
 
@@ -328,6 +353,7 @@ func newFollowed(s *Simulator) *followed {
 		episodes: map[*episode]bool{},
 		silences: make([]bool, len(s.silences())),
 		uplinks:  make([]bool, len(s.uplinks())),
+		faults:   make([]bool, len(s.faults())),
 		cut:      make([]bool, len(s.plant.Gateways)),
 	}
 }
@@ -362,6 +388,13 @@ func (s *Simulator) logEpisodes(st *followed, p float64) {
 		if on != st.uplinks[j] {
 			st.uplinks[j] = on
 			s.log.Info(episodeMsg(on), "episode", u.name, "uplink", s.plant.Gateways[u.gateway].ID)
+		}
+	}
+	for j, f := range s.sc.faults {
+		on := f.at(p)
+		if on != st.faults[j] {
+			st.faults[j] = on
+			s.log.Info(episodeMsg(on), "episode", f.name, "fault_bit", s.plant.Sensors[f.sensor].ID)
 		}
 	}
 }
@@ -484,6 +517,48 @@ func (s *Simulator) pinned(i int32) (float64, bool) {
 		return 0, false
 	}
 	return math.Float64frombits(b), true
+}
+
+// SetFault sets (on) or clears the sensor's fault bit, on top of the
+// scenario's fault episodes: while either sets it, the device serves it as
+// 1. The sensor must have a fault bit in the plant files.
+func (s *Simulator) SetFault(sensor string, on bool) error {
+	i, err := s.sensorIndex(sensor)
+	if err != nil {
+		return err
+	}
+	if s.plant.Sensors[i].Fault == nil {
+		return fmt.Errorf("sim: set fault of %s: the sensor has no fault bit in the plant files", sensor)
+	}
+	s.faultSet[i].Store(on)
+	return nil
+}
+
+// faultAt reports whether sensor i's fault bit is set t seconds after the
+// epoch: by SetFault, or by a fault episode at that point of the cycle.
+func (s *Simulator) faultAt(i int32, t float64) bool {
+	if s.faultSet[i].Load() {
+		return true
+	}
+	p, faults := s.sc.phase(t), s.faults()
+	for j := range faults {
+		if f := &faults[j]; f.sensor == i && f.at(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// served is what the device holds for a sensor at t, with the converter
+// that encodes it: the sensor's value, or (fault) its fault bit as 0 or 1.
+func (s *Simulator) served(i int32, fault bool, t float64) (gateway.Converter, float64) {
+	if !fault {
+		return s.conv[i], s.current(i, t)
+	}
+	if s.faultAt(i, t) {
+		return s.faultConv[i], 1
+	}
+	return s.faultConv[i], 0
 }
 
 // SetException makes every request to the device answer Modbus exception

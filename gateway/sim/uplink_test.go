@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -76,32 +77,35 @@ func (c *calls) all() []uplinkCall {
 	return slices.Clone(c.got)
 }
 
-// episodeLog records the simulator's episode lines about uplinks as
-// "begins name" and "ends name".
+// episodeLog records the simulator's episode lines about uplinks (or,
+// with key "fault_bit", about fault bits) as "begins name what" and "ends
+// name what".
 type episodeLog struct {
+	key   string // the attribute naming what the episode is about; "" is "uplink"
 	mu    sync.Mutex
 	lines []string
 }
 
 func (l *episodeLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *episodeLog) Handle(_ context.Context, r slog.Record) error {
-	var name, uplink string
+	var name, about string
+	key := cmp.Or(l.key, "uplink")
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
 		case "episode":
 			name = a.Value.String()
-		case "uplink":
-			uplink = a.Value.String()
+		case key:
+			about = a.Value.String()
 		}
 		return true
 	})
-	if uplink == "" {
+	if about == "" {
 		return nil
 	}
 	word := map[string]string{"scenario episode begins": "begins", "scenario episode ends": "ends"}[r.Message]
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lines = append(l.lines, word+" "+name+" "+uplink)
+	l.lines = append(l.lines, word+" "+name+" "+about)
 	return nil
 }
 func (l *episodeLog) WithAttrs([]slog.Attr) slog.Handler { return l }

@@ -204,3 +204,49 @@ func TestDecodeFile(t *testing.T) {
 		t.Error("a plant file decoded as a scenario")
 	}
 }
+
+// TestFaultBits: a fault bit compiles to a one-bit register on the
+// sensor's device; the detectors of one controller share its status word,
+// beside a valve's value bit, and a coil or discrete input needs no bit.
+func TestFaultBits(t *testing.T) {
+	extra := config.File{Name: "faults.yaml", Data: []byte(`kind: plant
+sensors:
+  - {id: e1-CH4-2, name: 甲烷2, kind: gas_combustible, unit: "%LEL", hazard_source: e1-hs1, gateway: gw1, device: plc1,
+     register: {area: input, address: 2}, fault: {area: input, address: 10, bit: 0}, range: {min: 0, max: 100},
+     gas: {cas: 74-82-8, lel_basis: IEC 60079-20-1}}
+  - {id: e1-CH4-3, name: 甲烷3, kind: gas_combustible, unit: "%LEL", hazard_source: e1-hs1, gateway: gw1, device: plc1,
+     register: {area: input, address: 3}, fault: {area: input, address: 10, bit: 15}, range: {min: 0, max: 100},
+     gas: {cas: 74-82-8, lel_basis: IEC 60079-20-1}}
+  - {id: e1-XV1, name: 阀, kind: valve, unit: state, hazard_source: e1-hs1, gateway: gw1, device: plc1,
+     register: {area: input, address: 10, bit: 7}, fault: {area: discrete_input, address: 4}, range: {min: 0, max: 1}}
+`)}
+	cfg, err := config.Load(append(caseFiles(t, filepath.Join(testdata, "base")), extra), reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Plant
+	for _, tt := range []struct {
+		sensor string
+		want   *model.Register
+	}{
+		{"e1-CH4", nil},
+		{"e1-CH4-2", &model.Register{Area: model.Input, Address: 10, Type: model.Bit, Bit: 0, Scale: 1}},
+		{"e1-CH4-3", &model.Register{Area: model.Input, Address: 10, Type: model.Bit, Bit: 15, Scale: 1}},
+		{"e1-XV1", &model.Register{Area: model.DiscreteInput, Address: 4, Type: model.Bit, Bit: -1, Scale: 1}},
+	} {
+		i, _ := p.SensorIndex(tt.sensor)
+		if got := p.Sensors[i].Fault; (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+			t.Errorf("%s: fault %+v, want %+v", tt.sensor, got, tt.want)
+		}
+	}
+	// The demo's gas-detection controllers: one status word after the
+	// values, one bit per detector.
+	demo, err := config.LoadDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, _ := demo.Plant.SensorIndex("e02-GT-402")
+	if f := demo.Plant.Sensors[i].Fault; f == nil || f.Area != model.Input || f.Address != 7 || f.Bit != 6 {
+		t.Errorf("e02-GT-402: fault %+v, want input 7 bit 6", f)
+	}
+}

@@ -311,7 +311,7 @@ func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {
 type usage struct {
 	l           *loader
 	gatewayUsed map[int32]bool
-	owners      map[regKey]*sensorDoc
+	owners      map[regKey]claimant
 }
 
 type regKey struct {
@@ -321,37 +321,54 @@ type regKey struct {
 	bit     int8
 }
 
-func newUsage(l *loader) *usage {
-	return &usage{l: l, gatewayUsed: map[int32]bool{}, owners: map[regKey]*sensorDoc{}}
+// claimant is the sensor that reads a register or a bit, and whether it
+// reads it as its fault bit rather than as its value.
+type claimant struct {
+	doc   *sensorDoc
+	fault bool
 }
 
-func (u *usage) claim(doc *sensorDoc, gw, dev int32, r model.Register) {
+func newUsage(l *loader) *usage {
+	return &usage{l: l, gatewayUsed: map[int32]bool{}, owners: map[regKey]claimant{}}
+}
+
+// claim marks the registers (or the bit) r occupies as read by doc, and
+// reports at the value at ptr the first one another reading already took.
+// A bit of a register may share it with other bits, never with a whole
+// value: so several detectors' fault bits may sit in one status word.
+func (u *usage) claim(doc *sensorDoc, ptr any, fault bool, gw, dev int32, r model.Register) {
 	words := r.Type.Words()
 	for w := range words {
 		k := regKey{gw: gw, dev: dev, area: r.Area, addr: r.Address + uint16(w), bit: r.Bit}
 		whole := k
 		whole.bit = -1
-		var other *sensorDoc
+		var other claimant
 		if r.Bit >= 0 {
 			other = u.owners[whole] // a bit inside a register a whole value uses
-			if other == nil {
+			if other.doc == nil {
 				other = u.owners[k]
 			}
 		} else {
 			other = u.owners[whole]
-			if other == nil {
-				for b := int8(0); b < 16 && other == nil; b++ {
-					k2 := whole
-					k2.bit = b
-					other = u.owners[k2]
-				}
+			for b := int8(0); b < 16 && other.doc == nil; b++ {
+				k2 := whole
+				k2.bit = b
+				other = u.owners[k2]
 			}
 		}
-		if other != nil {
-			u.l.errorf(&doc.Register.Address, "%s register %d is already read by sensor %q (%s)", r.Area, k.addr, other.ID, where(u.l.at(&other.ID)))
+		switch {
+		case other.doc == doc:
+			u.l.errorf(ptr, "%s register %d holds the sensor's own value: its fault bit lies elsewhere", r.Area, k.addr)
+			return
+		case other.doc != nil:
+			as := ""
+			if other.fault {
+				as = " as its fault bit"
+			}
+			u.l.errorf(ptr, "%s register %d is already read by sensor %q%s (%s)", r.Area, k.addr, other.doc.ID, as, where(u.l.at(&other.doc.ID)))
 			return
 		}
-		u.owners[k] = doc
+		u.owners[k] = claimant{doc: doc, fault: fault}
 	}
 }
 
@@ -416,10 +433,19 @@ func (l *loader) sensor(doc *sensorDoc, s *model.Sensor, p *model.Plant, ents, h
 		l.errorf(&doc.Range.Max, "must be above min (%g)", doc.Range.Min)
 	}
 	s.RangeMin, s.RangeMax = doc.Range.Min, doc.Range.Max
+	onDevice := s.Gateway >= 0 && s.Device >= 0
 	if r, ok := l.register(&doc.Register, kind); ok {
 		s.Register = r
-		if s.Gateway >= 0 && s.Device >= 0 {
-			used.claim(doc, s.Gateway, s.Device, r)
+		if onDevice {
+			used.claim(doc, &doc.Register.Address, false, s.Gateway, s.Device, r)
+		}
+	}
+	if doc.Fault != nil {
+		if f, ok := l.fault(doc.Fault); ok {
+			s.Fault = &f
+			if onDevice {
+				used.claim(doc, &doc.Fault.Address, true, s.Gateway, s.Device, f)
+			}
 		}
 	}
 	s.Gas = l.gas(doc, kind)
@@ -427,22 +453,11 @@ func (l *loader) sensor(doc *sensorDoc, s *model.Sensor, p *model.Plant, ents, h
 
 func (l *loader) register(d *registerDoc, kind model.Kind) (model.Register, bool) {
 	r := model.Register{Bit: -1, Scale: 1, Offset: d.Offset}
-	ok := true
+	area, ok := l.area(&d.Area)
+	r.Area = area
 	bad := func(ptr any, format string, args ...any) {
 		l.errorf(ptr, format, args...)
 		ok = false
-	}
-	switch d.Area {
-	case "holding":
-		r.Area = model.Holding
-	case "input":
-		r.Area = model.Input
-	case "coil":
-		r.Area = model.Coil
-	case "discrete_input":
-		r.Area = model.DiscreteInput
-	default:
-		bad(&d.Area, "must be holding, input, coil or discrete_input, not %q", d.Area)
 	}
 	bitArea := ok && (r.Area == model.Coil || r.Area == model.DiscreteInput)
 	switch {
@@ -508,6 +523,55 @@ func (l *loader) register(d *registerDoc, kind model.Kind) (model.Register, bool
 	}
 	if r.Type == model.Bit && (r.Scale != 1 || r.Offset != 0) {
 		bad(&d.Offset, "a bit has no scale or offset")
+	}
+	return r, ok
+}
+
+var areas = map[string]model.Area{
+	"holding": model.Holding, "input": model.Input, "coil": model.Coil, "discrete_input": model.DiscreteInput,
+}
+
+// area reads a Modbus data table's name.
+func (l *loader) area(name *string) (model.Area, bool) {
+	a, ok := areas[*name]
+	if !ok {
+		l.errorf(name, "must be holding, input, coil or discrete_input, not %q", *name)
+	}
+	return a, ok
+}
+
+// fault checks a sensor's fault bit: a coil or a discrete input, or one
+// bit of a holding or input register. It is compiled as a one-bit
+// register, so that the gateway and the simulator decode and encode it
+// with the same converter as a valve's bit.
+func (l *loader) fault(d *faultDoc) (model.Register, bool) {
+	r := model.Register{Type: model.Bit, Bit: -1, Scale: 1}
+	a, ok := l.area(&d.Area)
+	r.Area = a
+	switch {
+	case !ok:
+	case a == model.Coil || a == model.DiscreteInput:
+		if d.Bit != nil {
+			l.errorf(d.Bit, "a %s is one bit already", d.Area)
+			ok = false
+		}
+	case d.Bit == nil:
+		l.fieldErrorf(d, "bit", "required with area %s: which bit (0-15) of the status word says the device is at fault", d.Area)
+		ok = false
+	case *d.Bit < 0 || *d.Bit > 15:
+		l.errorf(d.Bit, "must be 0-15")
+		ok = false
+	default:
+		r.Bit = int8(*d.Bit)
+	}
+	switch {
+	case l.missing[&d.Address]:
+		ok = false // reported as required; claiming address 0 would only add noise
+	case d.Address < 0 || d.Address > 65535:
+		l.errorf(&d.Address, "must be 0-65535 (0-based)")
+		ok = false
+	default:
+		r.Address = uint16(d.Address)
 	}
 	return r, ok
 }

@@ -100,6 +100,7 @@ type sensorDoc struct {
 	Gateway      string      `yaml:"gateway" hw:"required"`
 	Device       string      `yaml:"device" hw:"required"`
 	Register     registerDoc `yaml:"register" hw:"required"`
+	Fault        *faultDoc   `yaml:"fault"`
 	Range        rangeDoc    `yaml:"range" hw:"required"`
 	Gas          *gasDoc     `yaml:"gas"`
 }
@@ -113,6 +114,15 @@ type registerDoc struct {
 	Bit       *int     `yaml:"bit"`
 	Scale     *float64 `yaml:"scale"`
 	Offset    float64  `yaml:"offset"`
+}
+
+// faultDoc is where a device reports its own fault for a sensor: a coil or
+// discrete input, or one bit of a holding or input register (a status word,
+// often shared by the detectors of one controller).
+type faultDoc struct {
+	Area    string `yaml:"area" hw:"required"`
+	Address int    `yaml:"address" hw:"required"`
+	Bit     *int   `yaml:"bit"`
 }
 
 type rangeDoc struct {

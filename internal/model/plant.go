@@ -197,6 +197,11 @@ type Sensor struct {
 	Gateway      int32
 	Device       int32 // index into Gateways[Gateway].Devices
 	Register     Register
+	// Fault is where the device reports its own fault for this sensor, or
+	// nil: a coil or discrete input, or one bit of a register (Type Bit),
+	// on the sensor's own device. While it reads 1 the value is not to be
+	// trusted, whatever it is.
+	Fault *Register
 	// RangeMin/RangeMax is the instrument's measuring range.
 	RangeMin, RangeMax float64
 	Gas                *Gas
