@@ -62,7 +62,8 @@ type planned struct {
 }
 
 // planDevice merges neighbouring registers of one area into as few reads as
-// the device allows (its MaxRegisters, 125 at most; 2000 bits), binding each
+// the device allows (its MaxRegisters, 125 at most; 2000 bits; across gaps
+// of at most MaxGap unmapped registers), binding each
 // sensor's converter once. Fault bits are read in the same merged requests
 // as the values, wherever they lie.
 func planDevice(p *model.Plant, gw, dev int32) devicePlan {
@@ -93,7 +94,10 @@ func planDevice(p *model.Plant, gw, dev int32) devicePlan {
 			width, limit = 1, maxBits
 		}
 		end := r.Address + width
-		if cur == nil || cur.area != r.Area || end-cur.start > limit || r.Address < cur.start {
+		// A new read at another area, at the device's limit, or after a gap
+		// wider than the device allows.
+		if cur == nil || cur.area != r.Area || end-cur.start > limit || r.Address < cur.start ||
+			int(r.Address) > int(cur.start)+int(cur.quantity)+d.MaxGap {
 			plan.requests = append(plan.requests, request{area: r.Area, start: r.Address})
 			cur = &plan.requests[len(plan.requests)-1]
 		}

@@ -139,6 +139,57 @@ func TestPlanSplitsAtLimit(t *testing.T) {
 	}
 }
 
+// TestPlanGaps: a read never spans more unmapped registers (or bits) than
+// the device's MaxGap: a strict device answers exception 02 to those.
+func TestPlanGaps(t *testing.T) {
+	regs := func(addrs ...uint16) []model.Sensor {
+		var out []model.Sensor
+		for _, a := range addrs {
+			out = append(out, model.Sensor{ID: fmt.Sprint("h", a), Register: model.Register{Area: model.Holding, Address: a, Type: model.Uint16, Bit: -1, Scale: 1}})
+		}
+		return out
+	}
+	coils := func(addrs ...uint16) []model.Sensor {
+		var out []model.Sensor
+		for _, a := range addrs {
+			out = append(out, model.Sensor{ID: fmt.Sprint("c", a), Register: model.Register{Area: model.Coil, Address: a, Bit: -1, Scale: 1}})
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		maxGap  int
+		sensors []model.Sensor
+		want    []string
+	}{
+		{"neighbours merge", 0, regs(0, 1, 2), []string{"holding 0+3"}},
+		{"a gap splits", 0, regs(0, 1, 5), []string{"holding 0+2", "holding 5+1"}},
+		{"a gap within max_gap is read", 3, regs(0, 1, 5), []string{"holding 0+6"}},
+		{"a gap beyond max_gap splits", 2, regs(0, 1, 5), []string{"holding 0+2", "holding 5+1"}},
+		{"bits of one word stay together", 0, append(regs(0), model.Sensor{ID: "b", Register: model.Register{Area: model.Holding, Address: 0, Type: model.Bit, Bit: 3, Scale: 1}}), []string{"holding 0+1"}},
+		{"coils: a gap splits", 0, coils(0, 1, 9), []string{"coil 0+2", "coil 9+1"}},
+		{"coils: within max_gap", 8, coils(0, 1, 9), []string{"coil 0+10"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &model.Plant{
+				Enterprises: []model.Enterprise{{ID: "e"}},
+				Gateways:    []model.Gateway{{ID: "g", Devices: []model.Device{{ID: "d", MaxRegisters: 125, MaxGap: tt.maxGap}}}},
+				Sensors:     tt.sensors,
+			}
+			p.Index()
+			plan := planDevice(p, 0, 0)
+			var got []string
+			for _, r := range plan.requests {
+				got = append(got, fmt.Sprintf("%s %d+%d", r.area, r.start, r.quantity))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("requests %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // fakeDevice answers reads from a register image (coils and discrete
 // inputs from the high byte of the register at their address), or with an
 // error: err for every read, failed[area] for the reads of one area.

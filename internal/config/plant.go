@@ -303,6 +303,12 @@ func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {
 			}
 			dev.MaxRegisters = *dd.MaxRegisters
 		}
+		if dd.MaxGap != nil {
+			if *dd.MaxGap < 0 || *dd.MaxGap > 123 {
+				l.errorf(dd.MaxGap, "must be 0-123 (unmapped registers one read may span)")
+			}
+			dev.MaxGap = *dd.MaxGap
+		}
 		g.Devices = append(g.Devices, dev)
 	}
 }

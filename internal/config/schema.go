@@ -88,6 +88,7 @@ type deviceDoc struct {
 	Timeout      time.Duration `yaml:"timeout"`
 	PollPeriod   time.Duration `yaml:"poll_period"`
 	MaxRegisters *int          `yaml:"max_registers"`
+	MaxGap       *int          `yaml:"max_gap"`
 }
 
 type sensorDoc struct {

@@ -101,6 +101,10 @@ type Device struct {
 	TimeoutMS    int64
 	PollPeriodMS int64
 	MaxRegisters int
+	// MaxGap is how many unmapped registers (bits, for coils and discrete
+	// inputs) one read may span. 0: reads never cross a gap, because a
+	// strict device answers exception 02 to an address it does not map.
+	MaxGap int
 }
 
 // Area is a Modbus data table.
