@@ -307,7 +307,7 @@ func TestPollQuality(t *testing.T) {
 		{"exception 02", &fakeDevice{err: &modbus.ModbusError{FunctionCode: 3, ExceptionCode: 2}}, every(model.ModbusException(2)), 0},
 		{"timeout", &fakeDevice{regs: faults, err: fmt.Errorf("read: %w", timeoutErr{})}, every(model.ReasonTimeout), 1},
 		{"deadline", &fakeDevice{err: os.ErrDeadlineExceeded}, every(model.ReasonTimeout), 1},
-		{"transaction id mismatch", &fakeDevice{err: errors.New("modbus: response transaction id '7' does not match request '8'")}, every(model.ReasonMalformedResponse), 4},
+		{"transaction id mismatch", &fakeDevice{err: errors.New("modbus: response transaction id '7' does not match request '8'")}, every(model.ReasonMalformedResponse), 5}, // one close per request: holding 0+4 and 5+1 (a gap at 4), input, coil, discrete input
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
