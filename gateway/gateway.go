@@ -226,6 +226,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 		default:
 		}
 	})
+	var refusalMu sync.Mutex
+	var lastRefusal string // said once until it changes or a connect succeeds
+	opts.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+		refusalMu.Lock()
+		defer refusalMu.Unlock()
+		switch n := n.(type) {
+		case mqtt.ConnectionNotificationBrokerFailed:
+			g.m.connectFailures.Inc()
+			if msg := n.Reason.Error(); msg != lastRefusal {
+				lastRefusal = msg
+				g.log.Warn("uplink: cannot connect to the broker; retrying, poll cycles are kept in the queue", "broker", g.o.Broker, "err", n.Reason)
+			}
+		case mqtt.ConnectionNotificationConnected:
+			lastRefusal = ""
+		}
+	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		g.setUplink(false)
 		g.log.Warn("uplink lost; poll cycles are kept in the queue", "err", err)

@@ -463,6 +463,20 @@ func TestStoreAndForward(t *testing.T) {
 	fdone := make(chan error, 1)
 	go func() { fdone <- first.Run(fctx) }()
 	poll.Until(t, "five queued cycles", 20*time.Second, func() bool { return pending() >= 5 })
+	// The failed connects are counted (and logged once).
+	mfs, err := first.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "hw_gateway_connect_failures_total" {
+			failures = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if failures < 1 {
+		t.Errorf("hw_gateway_connect_failures_total = %v while the broker is unreachable", failures)
+	}
 	fstop()
 	if err := <-fdone; err != nil {
 		t.Fatal(err)

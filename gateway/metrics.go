@@ -27,6 +27,8 @@ type metrics struct {
 	backoff   *prometheus.GaugeVec   // device: the current back-off wait
 	lost      prometheus.Counter     // readings the queue could not keep
 
+	connectFailures prometheus.Counter // connects to the broker that failed
+
 	constLabels prometheus.Labels
 }
 
@@ -44,7 +46,8 @@ func newMetrics(gateway string) *metrics {
 		backoff:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hw_gateway_backoff_seconds", Help: "How long the gateway waits before asking a device that did not answer (or said it is busy) again; 0 while it answers.", ConstLabels: c}, []string{"device"}),
 		lost:      prometheus.NewCounter(prometheus.CounterOpts{Name: "hw_gateway_lost_readings_total", Help: "Readings lost because the store-and-forward queue could not write them to disk (see the log).", ConstLabels: c}),
 	}
-	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle, m.overruns, m.backoff, m.lost)
+	m.connectFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "hw_gateway_connect_failures_total", Help: "Connects to the MQTT broker that failed (refused, unreachable, bad credentials; the log says why).", ConstLabels: c})
+	m.reg.MustRegister(m.polls, m.readings, m.errors, m.publish, m.uplink, m.lastCycle, m.overruns, m.backoff, m.lost, m.connectFailures)
 	m.constLabels = c
 	return m
 }

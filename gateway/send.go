@@ -197,6 +197,9 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 			continue // all of it is queued; it goes out as replays
 		}
 		if !g.sendAll(ctx, c, topic, live, lastFresh) {
+			if ctx.Err() != nil {
+				return // stopping: what is left stays queued
+			}
 			g.renew(c)
 			continue
 		}
