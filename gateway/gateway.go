@@ -232,7 +232,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		refusalMu.Lock()
 		defer refusalMu.Unlock()
 		switch n := n.(type) {
-		case mqtt.ConnectionNotificationBrokerFailed:
+		case mqtt.ConnectionNotificationFailed: // a refused CONNACK, or no connection at all
 			g.m.connectFailures.Inc()
 			if msg := n.Reason.Error(); msg != lastRefusal {
 				lastRefusal = msg
