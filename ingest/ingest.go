@@ -134,6 +134,8 @@ type Ingest struct {
 	log   *slog.Logger
 	clock func() time.Time
 	gws   *gateways
+	// replays follows each gateway's store-and-forward catch-up.
+	replays replays
 
 	nc         *nats.Conn
 	com        *committer
@@ -209,10 +211,11 @@ func New(o Options) (*Ingest, error) {
 			MaxFuture:  o.MaxFuture,
 			LiveWindow: o.LiveWindow,
 		}),
-		m:     m,
-		log:   o.Logger,
-		clock: o.Clock,
-		gws:   newGateways(len(o.Plant.Gateways)),
+		m:       m,
+		log:     o.Logger,
+		clock:   o.Clock,
+		gws:     newGateways(len(o.Plant.Gateways)),
+		replays: replays{gws: make([]replayRun, len(o.Plant.Gateways))},
 	}, nil
 }
 
@@ -408,6 +411,7 @@ func (in *Ingest) telemetry(c *conn, topic string, payload []byte, from origin) 
 	}
 	in.m.msgAccepted.Inc()
 	in.m.rdAccepted.Add(float64(len(m.Readings)))
+	in.noteReplay(m, now)
 	if len(m.Rejected) > 0 {
 		in.m.rdRejected.Add(float64(len(m.Rejected)))
 		for i := range m.Rejected {

@@ -21,6 +21,7 @@ const (
 // resolved to their label values once, so counting costs no map lookup.
 type metrics struct {
 	msgAccepted, msgRejected, msgDuplicate prometheus.Counter
+	msgReplayed                            prometheus.Counter
 	rdAccepted, rdRejected                 prometheus.Counter
 	// rejected is indexed by telemetry.Reason.
 	rejected []prometheus.Counter
@@ -55,8 +56,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		msgAccepted:  messages.WithLabelValues("accepted"),
 		msgRejected:  messages.WithLabelValues("rejected"),
 		msgDuplicate: messages.WithLabelValues("duplicate"),
-		rdAccepted:   readings.WithLabelValues("accepted"),
-		rdRejected:   readings.WithLabelValues("rejected"),
+		msgReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hw_ingest_replayed_messages_total",
+			Help: "Stored telemetry messages a gateway sent from its store-and-forward queue (marked replay): their readings are late.",
+		}),
+		rdAccepted: readings.WithLabelValues("accepted"),
+		rdRejected: readings.WithLabelValues("rejected"),
 		status: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hw_ingest_status_total",
 			Help: "Gateway status messages by result (accepted, rejected).",
@@ -115,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range refusedReasons {
 		m.connectRefused.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{messages, readings, rejected, m.status, m.connectRefused, m.storeErrors, m.online, m.skew,
+	for _, c := range []prometheus.Collector{messages, m.msgReplayed, readings, rejected, m.status, m.connectRefused, m.storeErrors, m.online, m.skew,
 		m.lag, m.batchMessages, m.writeSeconds, m.dedupBoots, m.rebuildSecs, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
