@@ -101,15 +101,30 @@ func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
 
 // parse parses flags; ok is false with the exit code when the command must stop.
 func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	if askedForHelp(args) {
+		fs.SetOutput(stdout) // the usage asked for goes to stdout, once
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
 			return exitOK, false
 		}
 		return exitUsage, false
 	}
 	return exitOK, true
+}
+
+// askedForHelp reports whether the flags ask for the usage: the flag
+// package prints it while parsing, to the flag set's output.
+func askedForHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--h", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // dataDirFlag adds the --data-dir flag every stateful command shares.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,6 +100,9 @@ func TestCommands(t *testing.T) {
 			}
 			if !strings.Contains(errOut, tt.inStderr) {
 				t.Errorf("stderr lacks %q:\n%s", tt.inStderr, errOut)
+			}
+			if slices.Contains(tt.args, "--help") && errOut != "" {
+				t.Errorf("--help wrote to stderr too:\n%s", errOut)
 			}
 		})
 	}

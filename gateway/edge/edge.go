@@ -93,10 +93,16 @@ func Main(prog string, args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:9101", "address of the gateway's own /healthz and /metrics (empty: none)")
 	dataDir := fs.String("data-dir", "hazardwatch-data", "folder for the gateway's store-and-forward queue")
 	debug := fs.Bool("debug", false, "log debug messages")
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--h" || a == "--help" {
+			fs.SetOutput(stdout) // the usage asked for goes to stdout, once
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
 			return exitOK
 		}
 		return exitUsage

@@ -126,8 +126,8 @@ func TestMainErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, errOut.String(), tt.want)
 		}
 	}
-	var out bytes.Buffer
-	if code := Main("hw-gateway", []string{"--help"}, &out, &out); code != exitOK || !strings.Contains(out.String(), "--tls-cert") {
-		t.Errorf("--help: exit %d\n%s", code, out.String())
+	var out, errOut bytes.Buffer
+	if code := Main("hw-gateway", []string{"--help"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "--tls-cert") || errOut.Len() > 0 {
+		t.Errorf("--help: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}
 }
