@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +11,12 @@ import (
 	"hazardwatch/gateway/queue"
 	"hazardwatch/internal/telemetry"
 )
+
+// freshFor is how old a message that waited for the connection may be and
+// still go out as live rather than as a replay: a start's first cycles
+// wait for the connect, and a replay mark would make them late at the
+// centre for no reason.
+const freshFor = 10 * time.Second
 
 // maxReadings bounds the readings of one message, far below the centre's
 // 256 KiB content limit (a reading takes about 60 bytes).
@@ -149,7 +156,7 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 	topic := telemetry.TelemetryTopic(g.ent, g.o.Gateway)
 	status := time.NewTicker(g.o.StatusEvery)
 	defer status.Stop()
-	var live []queue.Message
+	var live, held []queue.Message
 	var lastFresh uint64 // the newest queue seq handed over
 	backlog := g.q.Len() // said when it has drained
 	since := time.Now()
@@ -194,7 +201,19 @@ func (g *Gateway) sendLoop(ctx context.Context, c mqtt.Client, statusTopic strin
 				since = time.Now()
 			}
 			backlog = g.q.Len()
-			continue // all of it is queued; it goes out as replays
+			// All of it is queued. The newest few are held to go out as
+			// live when the connection opens within freshFor (the first
+			// cycles of a start come before the connect); the rest go
+			// out as replays.
+			held = append(held, live...)
+			if n := len(held) - g.o.ReplayPerCycle; n > 0 {
+				held = append(held[:0], held[n:]...)
+			}
+			continue
+		}
+		if len(held) > 0 {
+			live = slices.DeleteFunc(append(held, live...), func(m queue.Message) bool { return time.Since(m.Created) > freshFor })
+			held = nil
 		}
 		if !g.sendAll(ctx, c, topic, live, lastFresh) {
 			if ctx.Err() != nil {
