@@ -2,50 +2,19 @@ package edge
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// writeCert writes a self-signed certificate and its key as PEM files.
-func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
+	"hazardwatch/internal/testpki"
+)
 
 func TestTLSConfig(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir, "gw-e01-1")
+	ca := testpki.NewCA(t, "test CA")
+	cert, key := testpki.WriteFiles(t, dir, "gw-e01-1", ca.Client(t, "gw-e01-1"))
+	caFile := ca.WriteCA(t, dir, "ca.pem")
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)
@@ -56,9 +25,9 @@ func TestTLSConfig(t *testing.T) {
 		wantTLS, wantCert           bool
 	}{
 		{name: "plain", broker: "tcp://h:1883"},
-		{name: "tls flags on a plain URL", broker: "tcp://h:1883", ca: cert, wantErr: "need a tls:// broker URL"},
+		{name: "tls flags on a plain URL", broker: "tcp://h:1883", ca: caFile, wantErr: "need a tls:// broker URL"},
 		{name: "tls, system roots", broker: "tls://h:8883", wantTLS: true},
-		{name: "tls with CA and client cert", broker: "ssl://h:8883", ca: cert, cert: cert, key: key, wantTLS: true, wantCert: true},
+		{name: "tls with CA and client cert", broker: "ssl://h:8883", ca: caFile, cert: cert, key: key, wantTLS: true, wantCert: true},
 		{name: "CA file missing", broker: "tls://h:8883", ca: filepath.Join(dir, "nope.pem"), wantErr: "--tls-ca"},
 		{name: "CA not PEM", broker: "tls://h:8883", ca: notPEM, wantErr: "no PEM certificate"},
 		{name: "cert without key", broker: "tls://h:8883", cert: cert, wantErr: "go together"},
