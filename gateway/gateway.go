@@ -226,20 +226,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 		default:
 		}
 	})
+	// A failed connect is said at once, then at most once a minute until
+	// a connect succeeds: paho retries every few seconds.
 	var refusalMu sync.Mutex
-	var lastRefusal string // said once until it changes or a connect succeeds
+	var saidAt time.Time
 	opts.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 		refusalMu.Lock()
 		defer refusalMu.Unlock()
 		switch n := n.(type) {
 		case mqtt.ConnectionNotificationFailed: // a refused CONNACK, or no connection at all
 			g.m.connectFailures.Inc()
-			if msg := n.Reason.Error(); msg != lastRefusal {
-				lastRefusal = msg
-				g.log.Warn("uplink: cannot connect to the broker; retrying, poll cycles are kept in the queue", "broker", g.o.Broker, "err", n.Reason)
+			if time.Since(saidAt) >= time.Minute {
+				saidAt = time.Now()
+				g.log.Warn("uplink: cannot connect to the broker; retrying, poll cycles are kept in the queue", "broker", g.o.Broker, "err", n.Reason, "queued", g.q.Len())
 			}
 		case mqtt.ConnectionNotificationConnected:
-			lastRefusal = ""
+			saidAt = time.Time{}
 		}
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
