@@ -33,13 +33,21 @@ type Alarm struct {
 	SensorName string
 	Kind       model.Kind
 	Rule       model.RuleKind
-	// LimitKind is the limit crossed: "HH", "H", "L" or "LL"; empty for
-	// offline alarms.
+	// LimitKind is the limit crossed, or predicted to be: "HH", "H", "L"
+	// or "LL"; empty for the other rules.
 	LimitKind string
-	// Value is the reading that decided the last change (for offline, the
-	// seconds of silence); Limit the limit (for offline, the window in s).
+	// Value is the reading that decided the last change and Limit the
+	// limit, in the terms of model.Transition: for offline the seconds of
+	// silence and the window, for a rate the rate and its limit per minute,
+	// for bad quality the bad readings in a row and their limit.
 	Value, Limit float64
 	Unit         string
+	// ETA is when a prediction (class prewarning) expects its limit to be
+	// crossed, as of its last raise; zero otherwise.
+	ETA time.Time
+	// Reason is the quality reason behind a fault (out_of_range,
+	// device_fault, timeout …); empty otherwise.
+	Reason string
 	// Message is Chinese first, English second.
 	Message string
 	// RaisedAt and ReturnedAt are reading times (the data's own, also for
@@ -96,8 +104,8 @@ func alarmID(sensor string, r model.RuleKind, occurrence int) string {
 	return sensor + "." + r.String() + "." + strconv.Itoa(occurrence)
 }
 
-// limitKindOf names the limit when the transition did not say which one
-// (it carries only the level): H/L at L1, HH/LL at L2.
+// limitKindOf names the limit of a threshold alarm when the transition did
+// not say which one (it carries only the level): H/L at L1, HH/LL at L2.
 func limitKindOf(r model.RuleKind, l model.AlarmLevel) string {
 	switch {
 	case r == model.ThresholdHigh && l == model.L2:
@@ -116,20 +124,60 @@ func limitKindOf(r model.RuleKind, l model.AlarmLevel) string {
 // the sensor's name and id, the limit and the value, e.g.
 //
 //	V101 液氯储罐液位高高报警 (HH)：2.45 m，报警值 2.4 m / e01-V101-LT level HH alarm: 2.45 m, limit 2.4 m
-func message(a *Alarm) string {
+//
+// at is the time of the reading that raised it (a prediction's text says
+// how far ahead its ETA is).
+func message(a *Alarm, at time.Time) string {
 	name, id := a.SensorName, a.Source.Sensor
 	if name == "" {
 		name = id
 	}
-	if a.Class == model.ClassOffline {
+	v, lim := num(a.Value)+unit(a.Unit), num(a.Limit)+unit(a.Unit)
+	switch a.Rule {
+	case model.Silent:
 		return fmt.Sprintf("%s离线：%s s 无数据（限值 %s s） / %s offline: no data for %s s (limit %s s)",
 			name, num(a.Value), num(a.Limit), id, num(a.Value), num(a.Limit))
+	case model.RateRise, model.RateFall:
+		zh, en := "上升过快", "rising too fast"
+		if a.Rule == model.RateFall {
+			zh, en = "下降过快", "falling too fast"
+		}
+		return fmt.Sprintf("%s%s预警：%s，限值 %s / %s %s: %s, limit %s", name, zh, v, lim, id, en, v, lim)
+	case model.PredictHigh, model.PredictLow:
+		zh := map[string]string{"HH": "高高报警值", "H": "高报警值", "L": "低报警值", "LL": "低低报警值"}[a.LimitKind]
+		if zh == "" {
+			zh = "报警值"
+		}
+		lk := a.LimitKind
+		if lk == "" {
+			lk = "limit"
+		}
+		inZh, inEn := "", ""
+		if !a.ETA.IsZero() && !at.IsZero() {
+			inZh, inEn = ahead(a.ETA.Sub(at))
+		}
+		return fmt.Sprintf("%s趋势预警：预计%s达到%s (%s) %s，当前 %s / %s trend prewarning: expected to reach %s %s%s, now %s",
+			name, inZh, zh, a.LimitKind, lim, v, id, lk, lim, inEn, v)
+	case model.Frozen:
+		return fmt.Sprintf("%s数值冻结故障：%s 已 %s s 未变化 / %s frozen value: %s unchanged for %s s",
+			name, v, num(a.Limit), id, v, num(a.Limit))
+	case model.OutOfRange:
+		if a.Reason == model.ReasonDeviceFault.String() {
+			return fmt.Sprintf("%s仪表故障（设备故障位）：%s / %s device fault (the device's fault bit): %s", name, v, id, v)
+		}
+		return fmt.Sprintf("%s超量程故障：%s，量程限 %s / %s out of range: %s, range limit %s", name, v, lim, id, v, lim)
+	case model.BadQuality:
+		why := a.Reason
+		if why == "" {
+			why = "bad"
+		}
+		return fmt.Sprintf("%s数据质量故障：连续 %s 次坏值（%s） / %s bad quality: %s bad readings in a row (%s)",
+			name, num(a.Value), why, id, num(a.Value), why)
 	}
 	lk := a.LimitKind
 	if lk == "" {
 		lk = limitKindOf(a.Rule, a.Level)
 	}
-	v, lim := num(a.Value)+unit(a.Unit), num(a.Limit)+unit(a.Unit)
 	var zh, en string
 	process := false
 	switch {
@@ -161,6 +209,20 @@ func message(a *Alarm) string {
 		}
 	}
 	return fmt.Sprintf("%s%s：%s，报警值 %s / %s %s: %s, limit %s", name, zh, v, lim, id, en, v, lim)
+}
+
+// ahead says how far ahead a predicted crossing is, for people: seconds
+// under two minutes, else minutes to a tenth.
+func ahead(d time.Duration) (zh, en string) {
+	if d < 0 {
+		d = 0
+	}
+	if d < 2*time.Minute {
+		s := num(math.Round(d.Seconds()))
+		return "约 " + s + " s 后", " in about " + s + " s"
+	}
+	m := num(math.Round(d.Minutes()*10) / 10)
+	return "约 " + m + " 分钟后", " in about " + m + " min"
 }
 
 func unit(u string) string {

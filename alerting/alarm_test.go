@@ -39,38 +39,77 @@ func TestPriority(t *testing.T) {
 }
 
 func TestMessage(t *testing.T) {
+	raised := time.Date(2026, 3, 1, 8, 2, 54, 0, time.UTC)
 	tests := []struct {
 		a    Alarm
 		want string
+		at   time.Time // of the reading that raised it
 	}{
 		{
 			Alarm{Class: model.ClassAlarm, Kind: model.Level, Rule: model.ThresholdHigh, Level: model.L2, LimitKind: "HH",
 				SensorName: "V101 液氯储罐液位", Source: Source{Sensor: "e01-V101-LT"}, Unit: "m", Value: 2.45, Limit: 2.4},
-			"V101 液氯储罐液位高高报警 (HH)：2.45 m，报警值 2.4 m / e01-V101-LT level HH alarm: 2.45 m, limit 2.4 m",
+			"V101 液氯储罐液位高高报警 (HH)：2.45 m，报警值 2.4 m / e01-V101-LT level HH alarm: 2.45 m, limit 2.4 m", time.Time{},
 		},
 		{
 			Alarm{Class: model.ClassAlarm, Kind: model.Level, Rule: model.ThresholdLow, Level: model.L1,
 				SensorName: "V402 汽包液位", Source: Source{Sensor: "e02-V402-LT"}, Unit: "%", Value: 29.5, Limit: 30},
-			"V402 汽包液位低报警 (L)：29.5 %，报警值 30 % / e02-V402-LT level L alarm: 29.5 %, limit 30 %",
+			"V402 汽包液位低报警 (L)：29.5 %，报警值 30 % / e02-V402-LT level L alarm: 29.5 %, limit 30 %", time.Time{},
 		},
 		{
 			Alarm{Class: model.ClassAlarm, Kind: model.GasCombustible, Rule: model.ThresholdHigh, Level: model.L1, LimitKind: "H",
 				SensorName: "液化石油气装卸车台可燃气体检测器（丙烷标定）", Source: Source{Sensor: "e02-GT-203"}, Unit: "%LEL", Value: 21.3, Limit: 20},
-			"液化石油气装卸车台可燃气体检测器（丙烷标定）一级报警 (H)：21.3 %LEL，报警值 20 %LEL / e02-GT-203 combustible gas L1 alarm (H): 21.3 %LEL, limit 20 %LEL",
+			"液化石油气装卸车台可燃气体检测器（丙烷标定）一级报警 (H)：21.3 %LEL，报警值 20 %LEL / e02-GT-203 combustible gas L1 alarm (H): 21.3 %LEL, limit 20 %LEL", time.Time{},
 		},
 		{
 			Alarm{Class: model.ClassAlarm, Kind: model.GasOxygen, Rule: model.ThresholdLow, Level: model.L1, LimitKind: "L",
 				SensorName: "氯化厂房氧含量", Source: Source{Sensor: "e03-AT-501"}, Unit: "%VOL", Value: 19.2, Limit: 19.5},
-			"氯化厂房氧含量欠氧报警 (L)：19.2 %VOL，报警值 19.5 %VOL / e03-AT-501 oxygen deficiency alarm (L): 19.2 %VOL, limit 19.5 %VOL",
+			"氯化厂房氧含量欠氧报警 (L)：19.2 %VOL，报警值 19.5 %VOL / e03-AT-501 oxygen deficiency alarm (L): 19.2 %VOL, limit 19.5 %VOL", time.Time{},
 		},
 		{
 			Alarm{Class: model.ClassOffline, Kind: model.GasToxic, Rule: model.Silent,
 				SensorName: "液氯储罐区东侧氯气检测器", Source: Source{Sensor: "e01-GT-101"}, Unit: "s", Value: 5, Limit: 5},
-			"液氯储罐区东侧氯气检测器离线：5 s 无数据（限值 5 s） / e01-GT-101 offline: no data for 5 s (limit 5 s)",
+			"液氯储罐区东侧氯气检测器离线：5 s 无数据（限值 5 s） / e01-GT-101 offline: no data for 5 s (limit 5 s)", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassPrewarning, Kind: model.Level, Rule: model.PredictHigh, LimitKind: "H",
+				SensorName: "V201 液化石油气球罐液位", Source: Source{Sensor: "e02-V201-LT"}, Unit: "m", Value: 8.218, Limit: 9.5,
+				ETA: raised.Add(72 * time.Second)},
+			"V201 液化石油气球罐液位趋势预警：预计约 72 s 后达到高报警值 (H) 9.5 m，当前 8.218 m / e02-V201-LT trend prewarning: expected to reach H 9.5 m in about 72 s, now 8.218 m", raised,
+		},
+		{
+			Alarm{Class: model.ClassPrewarning, Kind: model.Level, Rule: model.PredictLow, LimitKind: "L",
+				SensorName: "T301 甲醇储罐液位", Source: Source{Sensor: "e02-T301-LT"}, Unit: "m", Value: 2.9, Limit: 2.2,
+				ETA: raised.Add(330 * time.Second)},
+			"T301 甲醇储罐液位趋势预警：预计约 5.5 分钟后达到低报警值 (L) 2.2 m，当前 2.9 m / e02-T301-LT trend prewarning: expected to reach L 2.2 m in about 5.5 min, now 2.9 m", raised,
+		},
+		{
+			Alarm{Class: model.ClassPrewarning, Kind: model.Pressure, Rule: model.RateRise,
+				SensorName: "R401 合成塔入口压力", Source: Source{Sensor: "e02-R401-PT"}, Unit: "MPa/min", Value: 2.002, Limit: 1},
+			"R401 合成塔入口压力上升过快预警：2.002 MPa/min，限值 1 MPa/min / e02-R401-PT rising too fast: 2.002 MPa/min, limit 1 MPa/min", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassFault, Kind: model.GasCombustible, Rule: model.Frozen,
+				SensorName: "转化炉燃料气阀组可燃气体检测器", Source: Source{Sensor: "e02-GT-402"}, Unit: "%LEL", Value: 4, Limit: 120},
+			"转化炉燃料气阀组可燃气体检测器数值冻结故障：4 %LEL 已 120 s 未变化 / e02-GT-402 frozen value: 4 %LEL unchanged for 120 s", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassFault, Kind: model.GasCombustible, Rule: model.OutOfRange, Reason: "out_of_range",
+				SensorName: "转化炉燃料气阀组可燃气体检测器", Source: Source{Sensor: "e02-GT-402"}, Unit: "%LEL", Value: 6553.5, Limit: 100},
+			"转化炉燃料气阀组可燃气体检测器超量程故障：6554 %LEL，量程限 100 %LEL / e02-GT-402 out of range: 6554 %LEL, range limit 100 %LEL", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassFault, Kind: model.GasCombustible, Rule: model.OutOfRange, Reason: "device_fault",
+				SensorName: "转化炉燃料气阀组可燃气体检测器", Source: Source{Sensor: "e02-GT-402"}, Unit: "%LEL", Value: 0.3, Limit: 100},
+			"转化炉燃料气阀组可燃气体检测器仪表故障（设备故障位）：0.3 %LEL / e02-GT-402 device fault (the device's fault bit): 0.3 %LEL", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassFault, Kind: model.Pressure, Rule: model.BadQuality, Reason: "timeout",
+				SensorName: "T301 甲醇储罐压力", Source: Source{Sensor: "e02-T301-PT"}, Value: 3, Limit: 3},
+			"T301 甲醇储罐压力数据质量故障：连续 3 次坏值（timeout） / e02-T301-PT bad quality: 3 bad readings in a row (timeout)", time.Time{},
 		},
 	}
 	for _, tc := range tests {
-		if got := message(&tc.a); got != tc.want {
+		if got := message(&tc.a, tc.at); got != tc.want {
 			t.Errorf("message\n got %s\nwant %s", got, tc.want)
 		}
 	}

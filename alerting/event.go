@@ -15,12 +15,15 @@ import (
 type Event struct {
 	Op Op
 	// From a rule transition: the level and limit now in force, the value
-	// that decided, the reading's time and its late mark.
+	// that decided, the reading's time and its late mark; a prediction's
+	// ETA, a fault's quality reason.
 	Level        model.AlarmLevel
 	Value, Limit float64
 	LimitKind    string
 	TS           time.Time
 	Late         bool
+	ETA          time.Time
+	Reason       string
 	// From an operator.
 	User, Comment string
 
@@ -64,6 +67,8 @@ type eventJSON struct {
 	Limit         float64    `json:"limit"`
 	LimitKind     string     `json:"limit_kind,omitempty"`
 	Late          bool       `json:"late,omitempty"`
+	ETA           *time.Time `json:"eta,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
 	Ring          bool       `json:"ring,omitempty"`
 	User          string     `json:"user,omitempty"`
 	Comment       string     `json:"comment,omitempty"`
@@ -76,7 +81,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		V: eventVersion, Seq: e.Seq.Global, SeqEnterprise: e.Seq.Enterprise, SeqPark: e.Seq.Park, SeqCounty: e.Seq.County,
 		Event: e.Name.String(), Op: e.Op.String(), At: e.At, TS: timePtr(e.TS),
 		Level: e.Level.String(), Value: e.Value, Limit: e.Limit, LimitKind: e.LimitKind,
-		Late: e.Late, Ring: e.Ring, User: e.User, Comment: e.Comment, Alarm: e.Alarm,
+		Late: e.Late, ETA: timePtr(e.ETA), Reason: e.Reason, Ring: e.Ring, User: e.User, Comment: e.Comment, Alarm: e.Alarm,
 	})
 }
 
@@ -95,7 +100,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		At:    w.At,
 		TS:    timeOf(w.TS),
 		Value: w.Value, Limit: w.Limit, LimitKind: w.LimitKind,
-		Late: w.Late, Ring: w.Ring, User: w.User, Comment: w.Comment, Alarm: w.Alarm,
+		Late: w.Late, ETA: timeOf(w.ETA), Reason: w.Reason, Ring: w.Ring, User: w.User, Comment: w.Comment, Alarm: w.Alarm,
 	}
 	e.Name, ok[0] = parseEnum(w.Event, numNames, Name.String)
 	e.Op, ok[1] = parseEnum(w.Op, numOps, Op.String)
@@ -126,6 +131,8 @@ type alarmJSON struct {
 	Value      float64     `json:"value"`
 	Limit      float64     `json:"limit"`
 	Unit       string      `json:"unit"`
+	ETA        *time.Time  `json:"eta"`
+	Reason     string      `json:"reason,omitempty"`
 	Message    string      `json:"message"`
 	RaisedAt   *time.Time  `json:"raised_at"`
 	AckedAt    *time.Time  `json:"acked_at"`
@@ -150,14 +157,15 @@ type entryJSON struct {
 }
 
 // MarshalJSON writes SPEC §3's alarm object (with a few more fields);
-// times are RFC 3339, null when not reached.
+// times are RFC 3339, null when not reached or, for eta, when the alarm is
+// not a prediction.
 func (a Alarm) MarshalJSON() ([]byte, error) {
 	w := alarmJSON{
 		ID: a.ID, Occurrence: a.Occurrence, Class: a.Class.String(), Priority: a.Priority,
 		Level: a.Level.String(), State: a.State.String(), Active: a.Active, Latch: a.Latch, Late: a.Late,
 		Source: a.Source, SensorName: a.SensorName, Kind: a.Kind.String(), Rule: a.Rule.String(),
-		LimitKind: a.LimitKind, Value: a.Value, Limit: a.Limit, Unit: a.Unit, Message: a.Message,
-		RaisedAt: timePtr(a.RaisedAt), AckedAt: timePtr(a.AckedAt), AckedBy: a.AckedBy,
+		LimitKind: a.LimitKind, Value: a.Value, Limit: a.Limit, Unit: a.Unit, ETA: timePtr(a.ETA), Reason: a.Reason,
+		Message: a.Message, RaisedAt: timePtr(a.RaisedAt), AckedAt: timePtr(a.AckedAt), AckedBy: a.AckedBy,
 		ReturnedAt: timePtr(a.ReturnedAt), ClearedAt: timePtr(a.ClearedAt), ClearedBy: a.ClearedBy,
 	}
 	for _, h := range a.History {
@@ -178,7 +186,7 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 	*a = Alarm{
 		ID: w.ID, Occurrence: w.Occurrence, Priority: w.Priority, Active: w.Active, Latch: w.Latch, Late: w.Late,
 		Source: w.Source, SensorName: w.SensorName, LimitKind: w.LimitKind, Value: w.Value, Limit: w.Limit,
-		Unit: w.Unit, Message: w.Message, RaisedAt: timeOf(w.RaisedAt), AckedAt: timeOf(w.AckedAt), AckedBy: w.AckedBy,
+		Unit: w.Unit, ETA: timeOf(w.ETA), Reason: w.Reason, Message: w.Message, RaisedAt: timeOf(w.RaisedAt), AckedAt: timeOf(w.AckedAt), AckedBy: w.AckedBy,
 		ReturnedAt: timeOf(w.ReturnedAt), ClearedAt: timeOf(w.ClearedAt), ClearedBy: w.ClearedBy,
 	}
 	var ok [5]bool

@@ -371,6 +371,12 @@ func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 		Op: OpReturn, Level: t.Level, Value: t.Value, Limit: t.Limit,
 		TS: time.UnixMilli(t.TS).UTC(), Late: t.Late,
 	}
+	if t.ETA != 0 {
+		ev.ETA = time.UnixMilli(t.ETA).UTC()
+	}
+	if t.Reason != model.ReasonNone {
+		ev.Reason = t.Reason.String()
+	}
 	if t.Active {
 		ev.Op = OpRaise
 		if a.State != model.StateNormal && a.Active {
@@ -532,8 +538,13 @@ func (m *Manager) template(t model.Transition) Alarm {
 		src.Gateway = p.Gateways[s.Gateway].ID
 	}
 	unit := s.Unit
-	if t.Rule == model.Silent {
+	switch t.Rule {
+	case model.Silent:
 		unit = "s"
+	case model.RateRise, model.RateFall:
+		unit = s.Unit + "/min"
+	case model.BadQuality:
+		unit = "" // a count of readings
 	}
 	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
 }
@@ -547,7 +558,9 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 		return pol
 	}
 	if a.State == model.StateNormal {
-		pol.Latch = a.Rule != model.Silent && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch
+		// Latching is for alarms of the value (gas alarms, GDS panels): a
+		// prewarning, a fault or offline ends with its condition.
+		pol.Latch = a.Class == model.ClassAlarm && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch
 	}
 	if hs := m.o.Plant.Sensors[sensor].HazardSource; hs >= 0 {
 		pol.SourceLevel = m.o.Plant.HazardSources[hs].Level
@@ -555,16 +568,19 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 	return pol
 }
 
-// limitKind finds which configured limit a transition names, by its value;
-// an edited rule file falls back to the level's usual limit.
+// limitKind finds which configured limit a threshold transition or a
+// prediction names, by its value; an edited rule file falls back to the
+// level's usual limit.
 func (m *Manager) limitKind(t model.Transition) string {
-	if t.Rule != model.ThresholdHigh && t.Rule != model.ThresholdLow {
+	switch t.Rule {
+	case model.ThresholdHigh, model.ThresholdLow, model.PredictHigh, model.PredictLow:
+	default:
 		return ""
 	}
 	if int(t.Sensor) < len(m.o.Rules) {
 		rs := &m.o.Rules[t.Sensor]
 		for k := range model.NumLimits {
-			if l := rs.Limits[k]; l.Set && l.Value == t.Limit && k.High() == (t.Rule == model.ThresholdHigh) {
+			if l := rs.Limits[k]; l.Set && l.Value == t.Limit && k.High() == t.Rule.High() {
 				return k.String()
 			}
 		}

@@ -560,3 +560,80 @@ func TestOfflineAlarm(t *testing.T) {
 		}
 	})
 }
+
+// TestManagerTrendsAndFaults: the new rules' transitions become alarms of
+// their classes: a prediction is a prewarning carrying its eta and the
+// limit it names, ended (not latched) when cancelled, even on a gas
+// detector whose alarms latch; a fault keeps its reason; a rate's unit is
+// per minute; after a restart the conditions come back for the rules.
+func TestManagerTrendsAndFaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{}
+		m, stop := run(t, log)
+		evs, cancel := m.Subscribe(16)
+		start := time.Now()
+
+		lt := sensor(t, "e02-V201-LT")
+		eta := start.Add(76 * time.Second)
+		submit(t, m, model.Transition{Sensor: lt, Rule: model.PredictHigh, Class: model.ClassPrewarning, Active: true,
+			Value: 8.218, Limit: limit(t, "e02-V201-LT", model.H), TS: start.UnixMilli(), ETA: eta.UnixMilli()})
+		ev := next(t, evs)
+		a := ev.Alarm
+		if ev.Name != Raised || !ev.Ring || a.ID != "e02-V201-LT.predict_high.1" || a.Class != model.ClassPrewarning ||
+			a.LimitKind != "H" || !a.ETA.Equal(eta) || !ev.ETA.Equal(eta) || a.Priority != 3 || a.Latch {
+			t.Errorf("prediction: %s ring %v id %s class %s limit %s eta %v priority %d latch %v",
+				ev.Name, ev.Ring, a.ID, a.Class, a.LimitKind, a.ETA, a.Priority, a.Latch)
+		}
+		if !strings.Contains(a.Message, "预计约 76 s 后达到高报警值 (H) 9.5 m") {
+			t.Errorf("message %s", a.Message)
+		}
+		b, err := json.Marshal(a)
+		if err != nil || !strings.Contains(string(b), `"eta":"`+eta.UTC().Format(time.RFC3339Nano)+`"`) {
+			t.Errorf("alarm JSON without its eta: %s %v", b, err)
+		}
+
+		gas := sensor(t, "e02-GT-402") // gas: its threshold alarms latch
+		submit(t, m,
+			model.Transition{Sensor: gas, Rule: model.OutOfRange, Class: model.ClassFault, Active: true,
+				Value: 6553.5, Limit: 100, TS: start.UnixMilli(), Reason: model.ReasonOutOfRange},
+			model.Transition{Sensor: lt, Rule: model.PredictHigh, Class: model.ClassPrewarning,
+				Value: 9.52, Limit: 9.5, TS: start.Add(time.Minute).UnixMilli()})
+		f := next(t, evs).Alarm
+		if f.Class != model.ClassFault || f.Reason != "out_of_range" || f.Latch || f.Priority != 4 || f.ETA != (time.Time{}) {
+			t.Errorf("fault: class %s reason %q latch %v priority %d eta %v", f.Class, f.Reason, f.Latch, f.Priority, f.ETA)
+		}
+		if ev = next(t, evs); ev.Name != Returned || ev.Alarm.State != model.StateUnackRTN {
+			t.Errorf("cancelled prediction: %s %s", ev.Name, ev.Alarm.State)
+		}
+		if err := m.Ack(context.Background(), a.ID, "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		if ev = next(t, evs); ev.Name != Cleared {
+			t.Errorf("ack of a cancelled prediction: %s, want cleared", ev.Name)
+		}
+		pt := sensor(t, "e02-R401-PT")
+		submit(t, m, model.Transition{Sensor: pt, Rule: model.RateRise, Class: model.ClassPrewarning, Active: true, Value: 2, Limit: 1, TS: start.UnixMilli()})
+		if r := next(t, evs).Alarm; r.Unit != "MPa/min" || r.LimitKind != "" {
+			t.Errorf("rate: unit %q limit kind %q", r.Unit, r.LimitKind)
+		}
+		cancel()
+		stop()
+
+		// Restarted, the open fault and rate come back, with their reason.
+		m, stop = run(t, log)
+		defer stop()
+		got := map[model.RuleKind]model.Transition{}
+		for _, c := range m.Conditions() {
+			got[c.Rule] = c
+		}
+		if len(got) != 2 || got[model.OutOfRange].Sensor != gas || got[model.RateRise].Sensor != pt {
+			t.Errorf("conditions after restart: %+v", got)
+		}
+		if a, ok := m.Get("e02-GT-402.out_of_range.1"); !ok || a.Reason != "out_of_range" {
+			t.Errorf("fault after restart: %+v", a)
+		}
+		if a, ok := m.Get("e02-V201-LT.predict_high.1"); !ok || !a.ETA.Equal(eta) || !a.History[0].TS.Equal(start) {
+			t.Errorf("prediction after restart: %+v", a)
+		}
+	})
+}

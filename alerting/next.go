@@ -201,10 +201,11 @@ func open(a Alarm, ev Event, at time.Time, pol Policy) Alarm {
 
 func setCondition(a *Alarm, ev Event, pol Policy) {
 	a.Level, a.Value, a.Limit = ev.Level, ev.Value, ev.Limit
+	a.ETA, a.Reason = ev.ETA, ev.Reason
 	a.LimitKind = ev.LimitKind
 	if a.LimitKind == "" {
 		a.LimitKind = limitKindOf(a.Rule, a.Level)
 	}
 	a.Priority = Priority(a.Class, a.Level, pol.SourceLevel)
-	a.Message = message(a)
+	a.Message = message(a, ev.TS)
 }

@@ -20,13 +20,22 @@ import (
 //	                sensor NAME [poll=1s]     starts a sensor (default: s1, 1 s)
 //	                H|HH|L|LL VALUE [L1|L2]   a limit, with an optional level
 //	                deadband V | on_delay D | off_delay D | silent_periods N
+//	                range MIN MAX             the instrument's range (default: none)
+//	                rate [rise=V] [fall=V] [window=D] [deadband=V] [on_delay=D]
+//	                prediction [window=N] [horizon=D]
+//	                frozen duration=D [epsilon=V]
+//	                out_of_range on|off       (default on)
+//	                bad_quality N             (default 3; 0 off)
 //	readings.txt  what happens, in order, one line each:
 //	                sensor NAME               following readings are NAME's
-//	                TS VALUE [good|uncertain|bad] [late]   VALUE "-" for none
+//	                TS VALUE [good|uncertain|bad] [r=REASON] [late]   VALUE "-" for none
 //	                tick TS                   Tick at TS (Unix ms)
-//	want.txt      the transitions, one a line (golden; -update rewrites it)
+//	want.txt      the transitions, one a line (golden; -update rewrites it),
+//	              with eta= (Unix ms) and reason= when a transition has them
 //
-// Lines starting with # are comments; rules.txt's say what the case checks.
+// Defaults are the rule files' (docs/CONFIG.md): rate window 1m, prediction
+// window 60 and horizon 10m, out_of_range on, bad_quality 3. Lines starting
+// with # are comments; rules.txt's say what the case checks.
 type ruleCase struct {
 	plant    *model.Plant
 	rules    []model.SensorRules
@@ -84,8 +93,14 @@ func formatTransition(p *model.Plant, t model.Transition) string {
 	if lvl == "" {
 		lvl = "-"
 	}
-	s := fmt.Sprintf("%d %s %s %s %s %s value=%g limit=%g",
+	s := fmt.Sprintf("%d %s %s %s %s %s value=%.6g limit=%.6g",
 		t.TS, p.Sensors[t.Sensor].ID, t.Rule, t.Class, lvl, state, t.Value, t.Limit)
+	if t.ETA != 0 {
+		s += fmt.Sprintf(" eta=%d", t.ETA)
+	}
+	if t.Reason != model.ReasonNone {
+		s += " reason=" + t.Reason.String()
+	}
 	if t.Late {
 		s += " late"
 	}
@@ -103,7 +118,7 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 			Devices: []model.Device{{ID: "dev", PollPeriodMS: pollMS}},
 		})
 		c.plant.Sensors = append(c.plant.Sensors, model.Sensor{ID: name, Gateway: i, Device: 0, HazardSource: -1})
-		c.rules = append(c.rules, model.SensorRules{SilentPeriods: 5})
+		c.rules = append(c.rules, model.SensorRules{SilentPeriods: 5, OutOfRange: true, BadQuality: 3})
 	}
 	eachLine(t, filepath.Join(dir, "rules.txt"), func(n int, f []string) {
 		bad := func(format string, args ...any) {
@@ -152,12 +167,62 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 			} else {
 				rs.OffDelayMS = d.Milliseconds()
 			}
-		case "silent_periods":
+		case "silent_periods", "bad_quality":
 			n, err := strconv.Atoi(f[1])
 			if err != nil {
 				bad("%v", err)
 			}
-			rs.SilentPeriods = n
+			if f[0] == "bad_quality" {
+				rs.BadQuality = n
+			} else {
+				rs.SilentPeriods = n
+			}
+		case "range":
+			if len(f) != 3 {
+				bad("want range MIN MAX")
+			}
+			s := &c.plant.Sensors[len(c.plant.Sensors)-1]
+			s.RangeMin, s.RangeMax = parseFloat(t, f[1]), parseFloat(t, f[2])
+		case "out_of_range":
+			rs.OutOfRange = f[1] == "on"
+		case "rate", "prediction", "frozen":
+			opts := map[string]string{}
+			for _, o := range f[1:] {
+				k, v, ok := strings.Cut(o, "=")
+				if !ok {
+					bad("want key=value, got %q", o)
+				}
+				opts[k] = v
+			}
+			dur := func(k string, def time.Duration) int64 {
+				v, ok := opts[k]
+				if !ok {
+					return def.Milliseconds()
+				}
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					bad("%s: %v", k, err)
+				}
+				return d.Milliseconds()
+			}
+			num := func(k string) float64 {
+				if v, ok := opts[k]; ok {
+					return parseFloat(t, v)
+				}
+				return 0
+			}
+			switch f[0] {
+			case "rate":
+				rs.Rate = model.RateRule{Rise: num("rise"), Fall: num("fall"), WindowMS: dur("window", time.Minute),
+					Deadband: num("deadband"), OnDelayMS: dur("on_delay", 0)}
+			case "prediction":
+				rs.Prediction = model.PredictionRule{Window: 60, HorizonMS: dur("horizon", 10*time.Minute)}
+				if v, ok := opts["window"]; ok {
+					rs.Prediction.Window = int(parseInt(t, v))
+				}
+			case "frozen":
+				rs.Frozen = model.FrozenRule{DurationMS: dur("duration", 0), Epsilon: num("epsilon")}
+			}
 		default:
 			bad("unknown setting %q", f[0])
 		}
@@ -193,6 +258,10 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 		for _, w := range f[2:] {
 			if w == "late" {
 				r.Late = true
+				continue
+			}
+			if reason, ok := strings.CutPrefix(w, "r="); ok {
+				r.Reason = model.ParseQualityReason(reason)
 				continue
 			}
 			q, ok := model.ParseQuality(w)

@@ -13,6 +13,44 @@
 // timestamps (Unix ms), so a replayed or late series evaluates exactly as it
 // did live. Only silence (Tick) looks at the centre's clock, given by the
 // caller.
+//
+// # The rules of one sensor
+//
+//	threshold_high/low  alarm       H/HH, L/LL with deadband and on/off delays (rules.go)
+//	rate_rise/fall      prewarning  change per minute over a time window (trend.go)
+//	predict_high/low    prewarning  the trend reaches the next limit within a horizon (trend.go)
+//	frozen              fault       the same value for too long (fault.go)
+//	out_of_range        fault       outside the instrument's range, or marked so (fault.go)
+//	bad_quality         fault       N bad readings in a row (fault.go)
+//	silent              offline     no reading for N poll periods (Tick)
+//
+// Thresholds, silence and the two quality faults are evaluated for every
+// sensor; rate, prediction and frozen only for sensors that configure them,
+// whose state (and the rings of readings the trends need) sits in side
+// tables sized at New, so a sensor without them pays one comparison each.
+//
+// # Prediction: least squares, updated per reading
+//
+// A prediction fits a straight line to the last N readings (N = 60 by
+// default) by ordinary least squares and extrapolates it to the next limit.
+// The five sums the fit needs are updated incrementally as a reading enters
+// the ring and the oldest leaves, and recomputed exactly from the ring each
+// time it wraps (every N readings, so O(1) per reading amortised) against a
+// new origin, which keeps rounding from building up. A second set of sums
+// covers the newest quarter of the ring (at least 5 readings): where the
+// value heads now, which the whole window, lagging a change of trend by
+// half its length, cannot say (trend.go, type fit).
+//
+// We chose it over Theil–Sen recomputed every N readings because a
+// prediction must react to the reading that makes it true: the demo's LPG
+// sphere reaches H 100 s after its level starts to rise, and a slope
+// refreshed once a minute could come after the alarm it was to announce,
+// while Theil–Sen on every reading costs O(N²) (1 770 slopes for N = 60)
+// against the handful of additions here. Least squares is sensitive to
+// outliers, but bad readings never enter the ring, the line is read at its
+// fitted value rather than the last reading (one spike moves it by 1/N of
+// its size), and its slope is only believed when it is at least three
+// times its standard error, which a spike on a flat signal is not.
 package rules
 
 import (
@@ -54,13 +92,25 @@ func newCond() cond {
 }
 
 type sensorState struct {
-	// lastTS is the newest reading evaluated for thresholds; an older one
-	// is out of order and skipped.
+	// lastTS is the newest reading evaluated for its value (thresholds,
+	// rate, prediction, frozen); an older one is out of order and skipped.
 	lastTS int64
+	// qualTS is the newest reading evaluated for its quality (out of
+	// range, bad quality), whatever its quality.
+	qualTS int64
 	// heard is the newest reading of any quality, for silence.
 	heard   int64
 	offline bool
-	hi, lo  cond
+	// The quality faults: whether each is on (from the rules, copied here
+	// so that a reading touches one struct), raised, and the bad readings
+	// in a row so far. checkRange: the instrument has a range to check
+	// values against.
+	oorOn, outOfRange, checkRange, badActive bool
+	badLimit, badRun                         int32
+	rangeLo, rangeHi                         float64
+	hi, lo                                   cond
+	// Indexes into the engine's side tables; -1 when the rule is off.
+	rate, pred, frozen int32
 }
 
 // Engine evaluates the rules of every sensor of one plant.
@@ -70,6 +120,13 @@ type Engine struct {
 	// device's poll period); 0 disables the check.
 	silentMS []int64
 	st       []sensorState
+
+	// Side tables of the rules only some sensors have, and the readings
+	// their windows hold (each rate and prediction owns a slice of pts).
+	rates  []rateState
+	preds  []predState
+	frozen []frozenState
+	pts    []point
 
 	outOfOrder, unknown atomic.Uint64
 }
@@ -85,23 +142,52 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 		st:       make([]sensorState, n),
 	}
 	copy(e.rules, rs)
+	npts := 0
 	for i := range p.Sensors {
-		e.silentMS[i] = silentWindow(p, &p.Sensors[i], e.rules[i].SilentPeriods)
-		e.st[i] = sensorState{lastTS: never, heard: never, hi: newCond(), lo: newCond()}
+		s, rs := &p.Sensors[i], &e.rules[i]
+		poll := pollPeriod(p, s)
+		e.silentMS[i] = silentWindow(poll, rs.SilentPeriods)
+		st := sensorState{
+			lastTS: never, qualTS: never, heard: never, hi: newCond(), lo: newCond(),
+			oorOn: rs.OutOfRange, badLimit: int32(min(max(rs.BadQuality, 0), 1<<30)),
+			checkRange: s.RangeMax > s.RangeMin, rangeLo: s.RangeMin, rangeHi: s.RangeMax,
+			rate: -1, pred: -1, frozen: -1,
+		}
+		if rs.Rate.On() {
+			st.rate = int32(len(e.rates))
+			e.rates = append(e.rates, newRateState(npts, rateCap(rs.Rate.WindowMS, poll)))
+			npts += int(e.rates[st.rate].pts.size)
+		}
+		if rs.Prediction.On() {
+			st.pred = int32(len(e.preds))
+			e.preds = append(e.preds, newPredState(npts, rs.Prediction.Window))
+			npts += rs.Prediction.Window
+		}
+		if rs.Frozen.On() {
+			st.frozen = int32(len(e.frozen))
+			e.frozen = append(e.frozen, frozenState{since: never})
+		}
+		e.st[i] = st
 	}
+	e.pts = make([]point, npts)
 	return e
 }
 
-func silentWindow(p *model.Plant, s *model.Sensor, periods int) int64 {
-	if periods <= 0 || s.Gateway < 0 || int(s.Gateway) >= len(p.Gateways) {
+// pollPeriod is how often the sensor's device is polled, in ms; 0 when the
+// plant does not say.
+func pollPeriod(p *model.Plant, s *model.Sensor) int64 {
+	if s.Gateway < 0 || int(s.Gateway) >= len(p.Gateways) {
 		return 0
 	}
 	g := &p.Gateways[s.Gateway]
-	poll := g.PollPeriodMS
 	if s.Device >= 0 && int(s.Device) < len(g.Devices) && g.Devices[s.Device].PollPeriodMS > 0 {
-		poll = g.Devices[s.Device].PollPeriodMS
+		return g.Devices[s.Device].PollPeriodMS
 	}
-	if poll <= 0 {
+	return max(g.PollPeriodMS, 0)
+}
+
+func silentWindow(poll int64, periods int) int64 {
+	if periods <= 0 || poll <= 0 {
 		return 0
 	}
 	return int64(periods) * poll
@@ -127,18 +213,24 @@ func (e *Engine) SilentWindow(i int32) time.Duration {
 //     reading does not: it says the sensor was alive then, not that it is
 //     now, and ending offline on it would let the next Tick raise it again
 //     in the middle of a replay.
+//   - Every reading newer than the last one judged for its quality goes to
+//     the quality faults (out of range, bad quality), bad ones included:
+//     they are what those rules are about.
 //   - A bad reading, or one without a value, neither raises nor returns a
-//     threshold condition and leaves the delays running: a detector fault
-//     must not clear a gas alarm, and a single gap must not restart an
-//     on-delay. Uncertain readings with a value are evaluated: a detector
-//     saturated above its range is exactly when the alarm matters.
-//   - A reading not newer than the last one evaluated for its sensor is out
-//     of order: skipped for thresholds and counted (OutOfOrder). Gateways
-//     send their backlog oldest first, so this is rare; a reordering
-//     buffer can come when a gateway needs it.
-//   - Transitions carry the reading's TS and its Late mark. A raise comes
-//     with the reading that completes the on-delay (when the alarm became
-//     due), not the one that started the crossing.
+//     condition on the value (threshold, rate, prediction, frozen) and
+//     enters no window: a detector fault must not clear a gas alarm, and a
+//     single gap must not restart an on-delay. Uncertain readings with a
+//     value are evaluated: a detector saturated above its range is exactly
+//     when the alarm matters.
+//   - A reading not newer than the last one evaluated for its value is out
+//     of order: skipped for the value's rules and counted (OutOfOrder).
+//     Gateways send their backlog oldest first, so this is rare; a
+//     reordering buffer can come when a gateway needs it.
+//   - Transitions carry the reading's TS and its Late mark, whatever the
+//     rule: late data evaluates like live data and downstream decides not
+//     to ring it (SPEC §2). A raise comes with the reading that completes
+//     the on-delay (when the alarm became due), not the one that started
+//     the crossing.
 func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transition {
 	i := r.SensorIdx
 	if i < 0 || int(i) >= len(e.st) {
@@ -156,6 +248,17 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 			Value: r.Value, Limit: float64(e.silentMS[i]) / 1000, TS: r.TS,
 		})
 	}
+	if r.TS > st.qualTS {
+		st.qualTS = r.TS
+		// The common case, a good reading inside the range with no fault
+		// raised, decides nothing here and skips the calls.
+		if st.oorOn && (st.outOfRange || r.Quality == model.Bad || st.checkRange && (r.Value < st.rangeLo || r.Value > st.rangeHi)) {
+			out = outOfRange(st, r, out)
+		}
+		if st.badLimit > 0 && (r.Quality == model.Bad || st.badRun > 0 || st.badActive) {
+			out = badQuality(st, r, out)
+		}
+	}
 	// v != v is NaN: telemetry rejects non-finite values, but a NaN here
 	// would compare as "inside every limit" and return alarms.
 	if r.Quality == model.Bad || !r.HasValue || r.Value != r.Value {
@@ -169,6 +272,15 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	rs := &e.rules[i]
 	out = step(&st.hi, rs, &highLimits, true, r, out)
 	out = step(&st.lo, rs, &lowLimits, false, r, out)
+	if st.rate >= 0 {
+		out = e.evalRate(&e.rates[st.rate], &rs.Rate, r, out)
+	}
+	if st.pred >= 0 {
+		out = e.evalPrediction(&e.preds[st.pred], rs, r, out)
+	}
+	if st.frozen >= 0 {
+		out = evalFrozen(&e.frozen[st.frozen], &rs.Frozen, r, out)
+	}
 	return out
 }
 
@@ -205,8 +317,11 @@ func (e *Engine) Tick(now time.Time, out []model.Transition) []model.Transition 
 // conditions that the alarm log says are active, so that a value that
 // returned while the centre was down produces its return on the first
 // reading instead of leaving the alarm active for ever. Transitions it
-// cannot place (unknown sensor, a level no configured limit has) are
-// ignored and reported false.
+// cannot place (unknown sensor, a level or limit no configured limit has,
+// a rule the sensor does not have) are ignored and reported false. A
+// seeded rate or prediction returns once its window shows it over; a
+// seeded frozen fault at the first change of value after the first
+// reading; the quality faults on the first good reading.
 func (e *Engine) Assume(t model.Transition) bool {
 	if t.Sensor < 0 || int(t.Sensor) >= len(e.st) {
 		return false
@@ -221,6 +336,42 @@ func (e *Engine) Assume(t model.Transition) bool {
 		return assume(&st.hi, rs, &highLimits, t)
 	case model.ThresholdLow:
 		return assume(&st.lo, rs, &lowLimits, t)
+	case model.RateRise, model.RateFall:
+		if st.rate < 0 {
+			return !t.Active
+		}
+		c := &e.rates[st.rate].fall
+		if t.Rule == model.RateRise {
+			c = &e.rates[st.rate].rise
+		}
+		*c = rateCond{active: t.Active, since: never}
+		return true
+	case model.PredictHigh, model.PredictLow:
+		if st.pred < 0 {
+			return !t.Active
+		}
+		return assumePrediction(&e.preds[st.pred], rs, t)
+	case model.Frozen:
+		if st.frozen < 0 {
+			return !t.Active
+		}
+		e.frozen[st.frozen] = frozenState{active: t.Active, since: never}
+		return true
+	case model.OutOfRange:
+		if !st.oorOn {
+			return !t.Active
+		}
+		st.outOfRange = t.Active
+		return true
+	case model.BadQuality:
+		if st.badLimit == 0 {
+			return !t.Active
+		}
+		st.badActive, st.badRun = t.Active, 0
+		if t.Active {
+			st.badRun = st.badLimit
+		}
+		return true
 	}
 	return false
 }
@@ -256,11 +407,11 @@ func levelOf(l model.Limit, k model.LimitKind) model.AlarmLevel {
 }
 
 // raw is the stage the value stands at, with hysteresis: a stage at or
-// below the committed one is left only when the value is past its limit by
-// the deadband (below limit − deadband for high, above limit + deadband for
-// low). A limit is crossed when the value reaches it (GB/T 50493: 达到报警
-// 设定值).
-func raw(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high bool, v float64) int8 {
+// below the committed one (stage) is left only when the value is past its
+// limit by the deadband (below limit − deadband for high, above limit +
+// deadband for low). A limit is crossed when the value reaches it (GB/T
+// 50493: 达到报警设定值).
+func raw(stage int8, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high bool, v float64) int8 {
 	for s := int8(numStages - 1); s >= 1; s-- {
 		l := rs.Limits[kinds[s]]
 		if !l.Set {
@@ -268,14 +419,14 @@ func raw(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high
 		}
 		thr := l.Value
 		if high {
-			if c.stage >= s {
+			if stage >= s {
 				thr -= rs.Deadband
 			}
 			if v >= thr {
 				return s
 			}
 		} else {
-			if c.stage >= s {
+			if stage >= s {
 				thr += rs.Deadband
 			}
 			if v <= thr {
@@ -293,7 +444,7 @@ func raw(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high
 // to H) waits for the off-delay the same way. The highest stage whose delay
 // has passed wins, so a sustained jump straight past HH raises once at L2.
 func step(c *cond, rs *model.SensorRules, kinds *[numStages]model.LimitKind, high bool, r model.Reading, out []model.Transition) []model.Transition {
-	now := raw(c, rs, kinds, high, r.Value)
+	now := raw(c.stage, rs, kinds, high, r.Value)
 	ts := r.TS
 	for s := int8(1); s < numStages; s++ {
 		if now >= s {

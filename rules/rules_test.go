@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -86,6 +88,81 @@ func TestEvalAllocations(t *testing.T) {
 	if tick != 0 {
 		t.Errorf("Tick: %v allocations, want 0", tick)
 	}
+
+	// Every rule at once, over a cycle of readings in which each raises
+	// and returns (see trip): no allocation for any of them.
+	p, rs = oneSensor(allRules)
+	p.Sensors[0].RangeMin, p.Sensors[0].RangeMax = 0, 25
+	e = New(p, rs)
+	cycle := trip()
+	var raised, returned [model.NumRuleKinds]int
+	k := 0
+	every := testing.AllocsPerRun(2000, func() {
+		r := cycle[k%len(cycle)]
+		r.TS = ts + int64(k)*1000
+		k++
+		out = e.Eval(r, out[:0])
+		for _, tr := range out {
+			if tr.Active {
+				raised[tr.Rule]++
+			} else {
+				returned[tr.Rule]++
+			}
+		}
+	})
+	if every != 0 {
+		t.Errorf("every rule: %v allocations, want 0", every)
+	}
+	for _, r := range []model.RuleKind{model.ThresholdHigh, model.RateRise, model.RateFall, model.PredictHigh,
+		model.Frozen, model.OutOfRange, model.BadQuality} {
+		if raised[r] == 0 || returned[r] == 0 {
+			t.Errorf("%s: %d raised, %d returned over %d cycles: the measure missed it", r, raised[r], returned[r], k/len(cycle))
+		}
+	}
+}
+
+// allRules has every rule of one sensor (with a range of 0–25 on the
+// sensor), the way trip exercises them.
+var allRules = model.SensorRules{
+	Limits: [model.NumLimits]model.Limit{
+		model.HH: {Set: true, Value: 22, Level: model.L2}, model.H: {Set: true, Value: 20, Level: model.L1},
+		model.L: {Set: true, Value: 3, Level: model.L1}, model.LL: {Set: true, Value: 1, Level: model.L2},
+	},
+	Deadband: 0.5, SilentPeriods: 5,
+	Rate:       model.RateRule{Rise: 5, Fall: 5, WindowMS: 5000, Deadband: 1},
+	Prediction: model.PredictionRule{Window: 10, HorizonMS: 120_000},
+	Frozen:     model.FrozenRule{DurationMS: 5000, Epsilon: 0.01},
+	OutOfRange: true, BadQuality: 2,
+}
+
+// trip is a cycle of readings, one a second (TS left to the caller), in
+// which every rule of allRules raises and returns: a steady value with
+// noise, a rise through H and HH (rate, prediction, thresholds), a reading
+// above the range, bad readings, a fall back (rate), a value that stands
+// still (frozen), and noise again.
+func trip() []model.Reading {
+	var rs []model.Reading
+	add := func(v float64, q model.Quality, reason model.QualityReason, has bool) {
+		rs = append(rs, model.Reading{Value: v, Quality: q, Reason: reason, HasValue: has})
+	}
+	for i := range 15 {
+		add(10+0.05*float64(i%3-1), model.Good, model.ReasonNone, true)
+	}
+	for v := 10.5; v <= 24; v += 0.5 {
+		add(v, model.Good, model.ReasonNone, true)
+	}
+	add(30, model.Good, model.ReasonNone, true)
+	add(30, model.Bad, model.ReasonOutOfRange, true)
+	for range 3 {
+		add(0, model.Bad, model.ReasonTimeout, false)
+	}
+	for range 8 {
+		add(10, model.Good, model.ReasonNone, true)
+	}
+	for i := range 12 {
+		add(10+0.05*float64(i%3-1), model.Good, model.ReasonNone, true)
+	}
+	return rs
 }
 
 // TestDemoPlant: every demo sensor with an H limit raises once, at the
@@ -109,8 +186,13 @@ func TestDemoPlant(t *testing.T) {
 		si := int32(i)
 		var out []model.Transition
 		out = e.Eval(model.Reading{SensorIdx: si, TS: 1000, Value: normalValue(&p.Sensors[i], &rs), HasValue: true}, out)
+		// Past HH, inside the instrument's range (beyond it is a fault).
+		v := hh.Value + rs.Deadband + 1
+		if s := &p.Sensors[i]; v > s.RangeMax {
+			v = (hh.Value + s.RangeMax) / 2
+		}
 		for ts := int64(2000); ts <= 2000+rs.OnDelayMS; ts += 500 {
-			out = e.Eval(model.Reading{SensorIdx: si, TS: ts, Value: hh.Value + rs.Deadband + 1, HasValue: true}, out)
+			out = e.Eval(model.Reading{SensorIdx: si, TS: ts, Value: v, HasValue: true}, out)
 		}
 		if len(out) != 1 {
 			t.Errorf("%s: %d transitions, want 1: %+v", p.Sensors[i].ID, len(out), out)
@@ -160,6 +242,48 @@ func TestAssume(t *testing.T) {
 	}
 }
 
+// TestAssumeTrendsAndFaults: the new rules' conditions seeded from the
+// alarm log end as their rules say, and cannot be seeded on a sensor
+// without the rule.
+func TestAssumeTrendsAndFaults(t *testing.T) {
+	p, rs := oneSensor(allRules)
+	p.Sensors[0].RangeMin, p.Sensors[0].RangeMax = 0, 25
+	e := New(p, rs)
+	for _, tr := range []model.Transition{
+		{Rule: model.RateRise, Active: true}, {Rule: model.PredictHigh, Active: true, Limit: 20},
+		{Rule: model.Frozen, Active: true}, {Rule: model.OutOfRange, Active: true}, {Rule: model.BadQuality, Active: true},
+	} {
+		if !e.Assume(tr) {
+			t.Errorf("Assume(%s) = false", tr.Rule)
+		}
+	}
+	if e.Assume(model.Transition{Rule: model.PredictHigh, Active: true, Limit: 7}) {
+		t.Error("assumed a prediction of a limit the sensor does not have")
+	}
+	var got []string
+	for k := range 12 {
+		// Steady about 10: the quality faults end at once, frozen at the
+		// first change, the rate when its window (5 s) has a reading to
+		// compare with, the prediction when its window is full and flat.
+		v := 10 + 0.02*float64(k%2)
+		for _, tr := range e.Eval(model.Reading{TS: int64(k+1) * 1000, Value: v, HasValue: true}, nil) {
+			got = append(got, fmt.Sprintf("%d %s %v", k+1, tr.Rule, tr.Active))
+		}
+	}
+	want := []string{"1 out_of_range false", "1 bad_quality false", "2 frozen false", "6 rate_rise false", "10 predict_high false"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after seeding, steady readings gave\n%v\nwant\n%v", got, want)
+	}
+
+	p, rs = oneSensor(gasRules)
+	e = New(p, rs)
+	for _, r := range []model.RuleKind{model.RateRise, model.PredictHigh, model.Frozen} {
+		if e.Assume(model.Transition{Rule: r, Active: true, Limit: 25}) {
+			t.Errorf("assumed %s on a sensor without the rule", r)
+		}
+	}
+}
+
 func TestUnknownSensorAndNaN(t *testing.T) {
 	p, rs := oneSensor(gasRules)
 	rs[0].OnDelayMS = 0
@@ -200,7 +324,8 @@ func TestNoSilenceWithoutPollPeriod(t *testing.T) {
 
 // BenchmarkEval: one reading of each of the demo plant's 63 sensors per
 // cycle, every value inside its limits (the common case) or alternating
-// across H every reading (the worst case: a transition each).
+// across H every reading (the worst case: a transition each); then each
+// rule type on its own (rule/…, see benchEvalRules).
 func BenchmarkEval(b *testing.B) {
 	cfg := loadDemo(b)
 	p := cfg.Plant
@@ -245,6 +370,7 @@ func BenchmarkEval(b *testing.B) {
 			b.ReportMetric(float64(transitions)/float64(b.N), "transitions/op")
 		})
 	}
+	b.Run("rule", benchEvalRules)
 }
 
 func noDelays(rs []model.SensorRules) []model.SensorRules {
@@ -253,4 +379,77 @@ func noDelays(rs []model.SensorRules) []model.SensorRules {
 		out[i].OnDelayMS, out[i].OffDelayMS = 0, 0
 	}
 	return out
+}
+
+// benchEvalRules (BenchmarkEval/rule/…): the cost of each rule type on its own, per reading,
+// over 1 000 sensors that all have it, polled once a second in plant order.
+// Each sensor's value wanders (noise, a slow swing) inside its limits, so
+// trends are fitted but rarely raise, as in a plant that runs normally;
+// bad_quality sees one bad reading in four. "threshold" is a sensor with
+// its limits only, "defaults" adds what every sensor has unless its rules
+// say otherwise (out_of_range, bad_quality), "all" is every rule at once.
+func benchEvalRules(b *testing.B) {
+	const sensors, period = 1000, 600 // readings per sensor in one pass of its pattern
+	limits := [model.NumLimits]model.Limit{
+		model.HH: {Set: true, Value: 95, Level: model.L2}, model.H: {Set: true, Value: 90, Level: model.L1},
+		model.L: {Set: true, Value: 10, Level: model.L1}, model.LL: {Set: true, Value: 5, Level: model.L2},
+	}
+	base := model.SensorRules{Limits: limits, Deadband: 1, OnDelayMS: 2000, SilentPeriods: 5}
+	with := func(f func(*model.SensorRules)) model.SensorRules { r := base; f(&r); return r }
+	rate := model.RateRule{Rise: 20, Fall: 20, WindowMS: 60_000, Deadband: 2, OnDelayMS: 2000}
+	pred := model.PredictionRule{Window: 60, HorizonMS: 600_000}
+	frozen := model.FrozenRule{DurationMS: 120_000, Epsilon: 0.01}
+	kinds := []struct {
+		name  string
+		rules model.SensorRules
+		bad   bool
+	}{
+		{"threshold", base, false},
+		{"rate", with(func(r *model.SensorRules) { r.Rate = rate }), false},
+		{"prediction", with(func(r *model.SensorRules) { r.Prediction = pred }), false},
+		{"frozen", with(func(r *model.SensorRules) { r.Frozen = frozen }), false},
+		{"out_of_range", with(func(r *model.SensorRules) { r.OutOfRange = true }), false},
+		{"bad_quality", with(func(r *model.SensorRules) { r.BadQuality = 3 }), true},
+		{"defaults", with(func(r *model.SensorRules) { r.OutOfRange, r.BadQuality = true, 3 }), false},
+		{"all", with(func(r *model.SensorRules) {
+			r.Rate, r.Prediction, r.Frozen, r.OutOfRange, r.BadQuality = rate, pred, frozen, true, 3
+		}), false},
+	}
+	p := &model.Plant{Gateways: []model.Gateway{{ID: "gw", PollPeriodMS: 1000, Devices: []model.Device{{ID: "d", PollPeriodMS: 1000}}}}}
+	for i := range sensors {
+		p.Sensors = append(p.Sensors, model.Sensor{ID: fmt.Sprint("s", i), Gateway: 0, Device: 0, HazardSource: -1, RangeMin: 0, RangeMax: 100})
+	}
+	p.Index()
+	// values[k*sensors+i]: sensor i's k-th reading.
+	values := make([]float64, period*sensors)
+	for k := range period {
+		for i := range sensors {
+			swing := 15 * math.Sin(2*math.Pi*float64(k)/period+float64(i))
+			noise := 0.3 * math.Sin(float64(k*7+i*13))
+			values[k*sensors+i] = 50 + swing + noise
+		}
+	}
+	for _, kc := range kinds {
+		b.Run(kc.name, func(b *testing.B) {
+			rs := make([]model.SensorRules, sensors)
+			for i := range rs {
+				rs[i] = kc.rules
+			}
+			e := New(p, rs)
+			out := make([]model.Transition, 0, 8)
+			transitions, n := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i, k := n%sensors, (n/sensors)%period
+				r := model.Reading{SensorIdx: int32(i), TS: int64(n/sensors) * 1000, Value: values[k*sensors+i], HasValue: true}
+				if kc.bad && (n/sensors)%4 == 3 {
+					r.Quality, r.Reason, r.HasValue = model.Bad, model.ReasonTimeout, false
+				}
+				out = e.Eval(r, out[:0])
+				transitions += len(out)
+				n++
+			}
+			b.ReportMetric(float64(transitions)/float64(b.N), "transitions/op")
+		})
+	}
 }

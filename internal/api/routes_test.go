@@ -469,6 +469,35 @@ func TestAlarmList(t *testing.T) {
 	}
 }
 
+// TestPrewarningETA: a prediction's alarm object carries its class and
+// its eta (SPEC §3); other alarms have eta null.
+func TestPrewarningETA(t *testing.T) {
+	e := newEnv(t, nil)
+	now := time.Now().Truncate(time.Millisecond)
+	eta := now.Add(76 * time.Second)
+	e.submit(model.Transition{
+		Sensor: e.sensor("e02-V201-LT"), Rule: model.PredictHigh, Class: model.ClassPrewarning, Active: true,
+		Value: 8.2, Limit: 9.5, TS: now.UnixMilli(), ETA: eta.UnixMilli(),
+	})
+	const id = "e02-V201-LT.predict_high.1"
+	waitFor(t, "the prewarning", func() bool { _, ok := e.mgr.Get(id); return ok })
+	var got struct {
+		Class     string     `json:"class"`
+		LimitKind string     `json:"limit_kind"`
+		ETA       *time.Time `json:"eta"`
+	}
+	if code, body := e.do("GET", "/api/v1/alarms/"+id, "admin", "", &got); code != http.StatusOK {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	if got.Class != "prewarning" || got.LimitKind != "H" || got.ETA == nil || !got.ETA.Equal(eta) {
+		t.Errorf("prewarning %+v, want class prewarning, limit H, eta %v", got, eta)
+	}
+	a := e.raise("e01-V101-LT")
+	if code, body := e.do("GET", "/api/v1/alarms/"+a.ID, "admin", "", nil); code != http.StatusOK || !strings.Contains(body, `"eta":null`) {
+		t.Errorf("threshold alarm: %d %s, want eta null", code, body)
+	}
+}
+
 // TestServiceRoutes: health, readiness with a failing check, metrics, the
 // page, and JSON errors from the mux.
 func TestServiceRoutes(t *testing.T) {

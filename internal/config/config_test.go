@@ -250,3 +250,89 @@ sensors:
 		t.Errorf("e02-GT-402: fault %+v, want input 7 bit 6", f)
 	}
 }
+
+// TestTrendRules: rate, prediction, frozen, out_of_range and bad_quality
+// merge like limits: built-in defaults, then the kind's entry, then the
+// sensor's, field by field; a section turns its rule on with its defaults,
+// `~` removes an inherited one.
+func TestTrendRules(t *testing.T) {
+	rules := config.File{Name: "rules.yaml", Data: []byte(`kind: rules
+kinds:
+  gas_combustible:
+    limits: {H: 25%LEL, HH: 50%LEL}
+    rate: {rise: 5%LEL, window: 30s, deadband: 1}
+    frozen: {duration: 2m, epsilon: 0.1}
+    bad_quality: 5
+  gas_toxic:
+    limits: {H: 100%OEL}
+    prediction: {}
+    out_of_range: false
+sensors:
+  e1-CH4:
+    rate: {fall: 10, on_delay: 2s}
+    frozen: ~
+  e1-CL1:
+    prediction: {horizon: 5m}
+  e1-LT1:
+    limits: {H: 9}
+    prediction: {window: 30}
+    bad_quality: 0
+`)}
+	base := caseFiles(t, filepath.Join(testdata, "base"))
+	var files []config.File
+	for _, f := range base {
+		if !strings.HasSuffix(f.Name, "rules.yaml") {
+			files = append(files, f)
+		}
+	}
+	cfg, err := config.Load(append(files, rules), reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := func(id string) model.SensorRules {
+		i, ok := cfg.Plant.SensorIndex(id)
+		if !ok {
+			t.Fatalf("no sensor %s", id)
+		}
+		return cfg.Rules[i]
+	}
+	ch4 := rule("e1-CH4")
+	if want := (model.RateRule{Rise: 5, Fall: 10, WindowMS: 30_000, Deadband: 1, OnDelayMS: 2000}); ch4.Rate != want {
+		t.Errorf("methane rate %+v, want %+v", ch4.Rate, want)
+	}
+	if ch4.Frozen.On() || ch4.Prediction.On() || ch4.BadQuality != 5 || !ch4.OutOfRange {
+		t.Errorf("methane: frozen %+v prediction %+v bad_quality %d out_of_range %v; want off, off, 5, true",
+			ch4.Frozen, ch4.Prediction, ch4.BadQuality, ch4.OutOfRange)
+	}
+	cl := rule("e1-CL1")
+	if want := (model.PredictionRule{Window: 60, HorizonMS: 300_000}); cl.Prediction != want || cl.OutOfRange || cl.Rate.On() {
+		t.Errorf("chlorine: prediction %+v out_of_range %v rate %+v; want %+v, false, off", cl.Prediction, cl.OutOfRange, cl.Rate, want)
+	}
+	lt := rule("e1-LT1")
+	if want := (model.PredictionRule{Window: 30, HorizonMS: 600_000}); lt.Prediction != want || lt.BadQuality != 0 || !lt.OutOfRange || lt.Frozen.On() {
+		t.Errorf("level: %+v", lt)
+	}
+	// A prediction needs a limit to reach: a warning, not an error.
+	bare := config.File{Name: "rules.yaml", Data: []byte("kind: rules\nsensors:\n  e1-LT1:\n    prediction: {}\n")}
+	cfg, err = config.Load(append(files, bare), reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, w := range cfg.Warnings {
+		warned = warned || w.Error() == "rules.yaml:4:17: sensors.e1-LT1.prediction: sensor e1-LT1 has no limit (HH, H, L, LL) for its prediction to reach"
+	}
+	if !warned {
+		t.Errorf("no warning about a prediction without limits: %v", cfg.Warnings)
+	}
+	// The base rules set none of them: the defaults.
+	cfg, err = config.Load(base, reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range cfg.Rules {
+		if r.Rate.On() || r.Prediction.On() || r.Frozen.On() || !r.OutOfRange || r.BadQuality != 3 {
+			t.Errorf("%s: defaults %+v, want rate, prediction and frozen off, out_of_range on, bad_quality 3", cfg.Plant.Sensors[i].ID, r)
+		}
+	}
+}

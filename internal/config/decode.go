@@ -17,7 +17,10 @@ import (
 //
 // Struct fields are matched by their `yaml` tag; `hw:"required"` marks a
 // field that must be present; a slice of structs one of whose fields is
-// tagged `hw:"key"` is written in YAML as a mapping from that key.
+// tagged `hw:"key"` is written in YAML as a mapping from that key. A
+// pointer to a struct with a bool field tagged `hw:"null"` takes `~` as a
+// value of its own: the struct with that field set (a section of rules
+// removed), where other pointers stay nil (left out).
 type decoder struct {
 	file string
 	errs []Diag
@@ -94,6 +97,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if n.Tag == "!!null" {
+			if f, ok := nullField(v.Type().Elem()); ok {
+				p := reflect.New(v.Type().Elem())
+				p.Elem().Field(f).SetBool(true)
+				d.mark(p.Elem(), n, path)
+				v.Set(p)
+			}
 			return
 		}
 		p := reflect.New(v.Type().Elem())
@@ -157,6 +166,19 @@ func fieldsOf(t reflect.Type) (fields []fieldInfo, key int) {
 		fields = append(fields, fieldInfo{name: name, index: i, required: hw == "required"})
 	}
 	return fields, key
+}
+
+// nullField finds the field of t tagged hw:"null", if t is a struct.
+func nullField(t reflect.Type) (int, bool) {
+	if t.Kind() != reflect.Struct {
+		return 0, false
+	}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Tag.Get("hw") == "null" && f.Type.Kind() == reflect.Bool {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func join(path, name string) string {

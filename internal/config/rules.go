@@ -2,11 +2,24 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"hazardwatch/internal/model"
 )
 
-const defaultSilentPeriods = 5
+// Defaults of the rules (docs/CONFIG.md).
+const (
+	defaultSilentPeriods = 5
+	defaultBadQuality    = 3
+	defaultRateWindow    = time.Minute
+	defaultPredWindow    = 60
+	defaultPredHorizon   = 10 * time.Minute
+	// A rate's window spans at least one poll and at most this many: the
+	// rules keep its readings in a ring sized by it.
+	maxRateWindowPolls = 1000
+	minPredWindow      = 5
+	maxPredWindow      = 1000
+)
 
 // GB/T 50493-2019 §5.5 maxima for gas alarm set points, by level.
 var gasMax = map[model.Kind][3]float64{
@@ -61,14 +74,39 @@ func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 	}
 	out := make([]model.SensorRules, len(p.Sensors))
 	for si := range p.Sensors {
-		out[si] = l.sensorRules(&p.Sensors[si], &l.sensorDocs[si].ID, kindRules[p.Sensors[si].Kind], sensorRules[int32(si)])
+		out[si] = l.sensorRules(&p.Sensors[si], pollPeriod(p, &p.Sensors[si]), &l.sensorDocs[si].ID, kindRules[p.Sensors[si].Kind], sensorRules[int32(si)])
 	}
 	return out
 }
 
-func (l *loader) sensorRules(s *model.Sensor, at *string, layers ...*ruleDoc) model.SensorRules {
-	rs := model.SensorRules{Latch: s.Kind.IsGas(), SilentPeriods: defaultSilentPeriods}
+// pollPeriod is the sensor's device's poll period (the gateway's when the
+// device has none of its own).
+func pollPeriod(p *model.Plant, s *model.Sensor) time.Duration {
+	if s.Gateway < 0 || int(s.Gateway) >= len(p.Gateways) {
+		return time.Second
+	}
+	g := &p.Gateways[s.Gateway]
+	ms := g.PollPeriodMS
+	if s.Device >= 0 && int(s.Device) < len(g.Devices) && g.Devices[s.Device].PollPeriodMS > 0 {
+		ms = g.Devices[s.Device].PollPeriodMS
+	}
+	if ms <= 0 {
+		return time.Second
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// at is where a merged setting was last given, and for which sensor, for
+// the checks that need the whole merge.
+type at struct {
+	ptr any
+	who string
+}
+
+func (l *loader) sensorRules(s *model.Sensor, poll time.Duration, id *string, layers ...*ruleDoc) model.SensorRules {
+	rs := model.SensorRules{Latch: s.Kind.IsGas(), SilentPeriods: defaultSilentPeriods, OutOfRange: true, BadQuality: defaultBadQuality}
 	var src [model.NumLimits]*limitSpec
+	var tr trendSrc
 	for _, r := range layers {
 		if r == nil {
 			continue
@@ -100,13 +138,8 @@ func (l *loader) sensorRules(s *model.Sensor, at *string, layers ...*ruleDoc) mo
 				rs.Limits[k], src[k] = model.Limit{Set: true, Value: v, Level: lvl}, spec
 			}
 		}
-		if r.Deadband != nil {
-			if v, ok := l.resolve(r.Deadband, *r.Deadband, s, who); ok {
-				if v < 0 {
-					l.errorf(r.Deadband, "must not be negative%s", who)
-				}
-				rs.Deadband = v
-			}
+		if v, ok := l.quantity(r.Deadband, s, who, false); ok {
+			rs.Deadband = v
 		}
 		if r.OnDelay != nil {
 			rs.OnDelayMS = r.OnDelay.Milliseconds()
@@ -124,13 +157,182 @@ func (l *loader) sensorRules(s *model.Sensor, at *string, layers ...*ruleDoc) mo
 				rs.SilentPeriods = *r.SilentPeriods
 			}
 		}
+		l.mergeTrends(r, s, who, &rs, &tr)
 	}
-	l.checkLimits(s, at, &rs, src)
+	l.checkLimits(s, id, &rs, src)
+	l.checkTrends(s, poll, &rs, &tr)
 	return rs
+}
+
+// trendSrc remembers where the merged rate, prediction and frozen settings
+// were given; a nil section is off.
+type trendSrc struct {
+	rate, rateWindow, rateDeadband at
+	pred, frozen                   at
+	// rateGiven: a layer gave rise or fall, if wrongly (reported there).
+	rateGiven bool
+}
+
+// mergeTrends applies one layer's rate, prediction, frozen, out_of_range
+// and bad_quality over what the layers below it set: a section turns the
+// rule on (with its defaults when it was off) and overrides the fields it
+// gives; `~` turns it off.
+func (l *loader) mergeTrends(r *ruleDoc, s *model.Sensor, who string, rs *model.SensorRules, tr *trendSrc) {
+	if d := r.Rate; d != nil {
+		switch {
+		case d.Removed:
+			rs.Rate, tr.rate, tr.rateGiven = model.RateRule{}, at{}, false
+		default:
+			if tr.rate.ptr == nil {
+				rs.Rate = model.RateRule{WindowMS: defaultRateWindow.Milliseconds()}
+				tr.rateWindow, tr.rateDeadband = at{}, at{}
+			}
+			tr.rate = at{d, who}
+			tr.rateGiven = tr.rateGiven || d.Rise != nil || d.Fall != nil
+			if v, ok := l.quantity(d.Rise, s, who, true); ok {
+				rs.Rate.Rise = v
+			}
+			if v, ok := l.quantity(d.Fall, s, who, true); ok {
+				rs.Rate.Fall = v
+			}
+			if d.Window != nil {
+				rs.Rate.WindowMS, tr.rateWindow = d.Window.Milliseconds(), at{d.Window, who}
+			}
+			if v, ok := l.quantity(d.Deadband, s, who, false); ok {
+				rs.Rate.Deadband, tr.rateDeadband = v, at{d.Deadband, who}
+			}
+			if d.OnDelay != nil {
+				rs.Rate.OnDelayMS = d.OnDelay.Milliseconds()
+			}
+		}
+	}
+	if d := r.Prediction; d != nil {
+		switch {
+		case d.Removed:
+			rs.Prediction, tr.pred = model.PredictionRule{}, at{}
+		default:
+			if tr.pred.ptr == nil {
+				rs.Prediction = model.PredictionRule{Window: defaultPredWindow, HorizonMS: defaultPredHorizon.Milliseconds()}
+			}
+			tr.pred = at{d, who}
+			if d.Window != nil {
+				if *d.Window < minPredWindow || *d.Window > maxPredWindow {
+					l.errorf(d.Window, "must be %d-%d readings", minPredWindow, maxPredWindow)
+				} else {
+					rs.Prediction.Window = *d.Window
+				}
+			}
+			if d.Horizon != nil {
+				if *d.Horizon <= 0 {
+					l.errorf(d.Horizon, "must be more than 0s")
+				} else {
+					rs.Prediction.HorizonMS = d.Horizon.Milliseconds()
+				}
+			}
+		}
+	}
+	if d := r.Frozen; d != nil {
+		switch {
+		case d.Removed:
+			rs.Frozen, tr.frozen = model.FrozenRule{}, at{}
+		default:
+			tr.frozen = at{d, who}
+			if d.Duration != nil {
+				if *d.Duration <= 0 {
+					l.errorf(d.Duration, "must be more than 0s")
+				} else {
+					rs.Frozen.DurationMS = d.Duration.Milliseconds()
+				}
+			}
+			if v, ok := l.quantity(d.Epsilon, s, who, false); ok {
+				rs.Frozen.Epsilon = v
+			}
+		}
+	}
+	if r.OutOfRange != nil {
+		rs.OutOfRange = *r.OutOfRange
+	}
+	if r.BadQuality != nil {
+		if *r.BadQuality < 0 {
+			l.errorf(r.BadQuality, "must be 0 or more (0 turns the check off)")
+		} else {
+			rs.BadQuality = *r.BadQuality
+		}
+	}
+}
+
+// checkTrends checks the merged rate, prediction and frozen rules of one
+// sensor, pointing at the layer that gave what is wrong.
+func (l *loader) checkTrends(s *model.Sensor, poll time.Duration, rs *model.SensorRules, tr *trendSrc) {
+	if tr.rate.ptr != nil {
+		r := &rs.Rate
+		if !r.On() && !tr.rateGiven {
+			l.fieldErrorf(tr.rate.ptr, "rise", "give rise, fall or both: the rate, in %s per minute, that raises a prewarning%s", unitOf(s), tr.rate.who)
+		}
+		w := time.Duration(r.WindowMS) * time.Millisecond
+		wAt := tr.rateWindow
+		if wAt.ptr == nil {
+			wAt = at{tr.rate.ptr, tr.rate.who}
+		}
+		switch {
+		case w < poll:
+			l.errorf(wAt.ptr, "window %s is shorter than the poll period %s: a rate needs two readings%s", w, poll, wAt.who)
+		case w > maxRateWindowPolls*poll:
+			l.errorf(wAt.ptr, "window %s spans more than %d poll periods of %s%s", w, maxRateWindowPolls, poll, wAt.who)
+		}
+		if db := r.Deadband; db > 0 && tr.rateDeadband.ptr != nil {
+			for _, lim := range []float64{r.Rise, r.Fall} {
+				if lim > 0 && db >= lim {
+					l.errorf(tr.rateDeadband.ptr, "deadband %g must be less than the rate it belongs to (%g)%s", db, lim, tr.rateDeadband.who)
+					break
+				}
+			}
+		}
+	}
+	if tr.pred.ptr != nil {
+		has := false
+		for _, lim := range rs.Limits {
+			has = has || lim.Set
+		}
+		if !has {
+			l.warnf(tr.pred.ptr, "sensor %s has no limit (HH, H, L, LL) for its prediction to reach", s.ID)
+		}
+	}
+	if tr.frozen.ptr != nil && !rs.Frozen.On() {
+		l.fieldErrorf(tr.frozen.ptr, "duration", "required: how long the value must stay still to count as frozen%s", tr.frozen.who)
+	}
+}
+
+func unitOf(s *model.Sensor) string {
+	if s.Unit == "" {
+		return "the sensor's unit"
+	}
+	return s.Unit
 }
 
 func (d *limitsDoc) specs() map[model.LimitKind]*limitSpec {
 	return map[model.LimitKind]*limitSpec{model.HH: &d.HH, model.H: &d.H, model.L: &d.L, model.LL: &d.LL}
+}
+
+// quantity resolves an optional quantity (nil: not given) into the
+// sensor's unit and checks its sign: more than 0 when positive, else not
+// negative. ok is false when it was not given, or is wrong (reported).
+func (l *loader) quantity(q *Quantity, s *model.Sensor, who string, positive bool) (float64, bool) {
+	if q == nil {
+		return 0, false
+	}
+	v, ok := l.resolve(q, *q, s, who)
+	switch {
+	case !ok:
+		return 0, false
+	case positive && v <= 0:
+		l.errorf(q, "must be more than 0%s", who)
+		return 0, false
+	case !positive && v < 0:
+		l.errorf(q, "must not be negative%s", who)
+		return 0, false
+	}
+	return v, true
 }
 
 // resolve turns a quantity into the sensor's unit. at is where it was written.

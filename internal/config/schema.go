@@ -151,6 +151,37 @@ type ruleDoc struct {
 	OffDelay      *time.Duration `yaml:"off_delay"`
 	Latch         *bool          `yaml:"latch"`
 	SilentPeriods *int           `yaml:"silent_periods"`
+	Rate          *rateDoc       `yaml:"rate"`
+	Prediction    *predictionDoc `yaml:"prediction"`
+	Frozen        *frozenDoc     `yaml:"frozen"`
+	OutOfRange    *bool          `yaml:"out_of_range"`
+	BadQuality    *int           `yaml:"bad_quality"`
+}
+
+// rateDoc is a rate-of-change rule; `rate: ~` removes an inherited one.
+// Rates are in the sensor's unit per minute.
+type rateDoc struct {
+	Removed  bool           `hw:"null"`
+	Rise     *Quantity      `yaml:"rise"`
+	Fall     *Quantity      `yaml:"fall"`
+	Window   *time.Duration `yaml:"window"`
+	Deadband *Quantity      `yaml:"deadband"`
+	OnDelay  *time.Duration `yaml:"on_delay"`
+}
+
+// predictionDoc is a prediction of the next limit; `prediction: {}` turns
+// it on with the defaults, `prediction: ~` removes an inherited one.
+type predictionDoc struct {
+	Removed bool           `hw:"null"`
+	Window  *int           `yaml:"window"`
+	Horizon *time.Duration `yaml:"horizon"`
+}
+
+// frozenDoc is the frozen-value check; `frozen: ~` removes an inherited one.
+type frozenDoc struct {
+	Removed  bool           `hw:"null"`
+	Duration *time.Duration `yaml:"duration"`
+	Epsilon  *Quantity      `yaml:"epsilon"`
 }
 
 type limitsDoc struct {

@@ -54,3 +54,22 @@ func TestLimitLevels(t *testing.T) {
 		}
 	}
 }
+
+func TestRuleKinds(t *testing.T) {
+	seen := map[string]bool{}
+	for r := range NumRuleKinds {
+		s := r.String()
+		if s == "" || seen[s] {
+			t.Errorf("rule %d named %q", r, s)
+		}
+		seen[s] = true
+	}
+	if s := NumRuleKinds.String(); s != "rule(10)" {
+		t.Errorf("out of range: %q", s)
+	}
+	for r, high := range map[RuleKind]bool{ThresholdHigh: true, RateRise: true, PredictHigh: true, ThresholdLow: false, RateFall: false, PredictLow: false, Frozen: false} {
+		if r.High() != high {
+			t.Errorf("%s.High() = %v", r, !high)
+		}
+	}
+}

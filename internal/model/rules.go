@@ -68,7 +68,59 @@ type SensorRules struct {
 	Latch bool
 	// SilentPeriods: no reading for this many poll periods raises `offline`.
 	SilentPeriods int
+
+	// The rules that judge a sensor from its own readings besides its
+	// limits. Each is off at its zero value.
+	Rate       RateRule
+	Prediction PredictionRule
+	Frozen     FrozenRule
+	// OutOfRange raises a `fault` on a reading outside the instrument's
+	// range, or one the gateway marked bad out_of_range or device_fault.
+	OutOfRange bool
+	// BadQuality raises a `fault` after this many bad readings in a row;
+	// 0 turns it off.
+	BadQuality int
 }
+
+// RateRule raises a `prewarning` when the value changes faster than a rate:
+// the change between the newest reading and the newest one at least
+// WindowMS older, per minute.
+type RateRule struct {
+	// Rise and Fall are rates in the sensor's unit per minute; 0 leaves
+	// that direction unchecked.
+	Rise, Fall float64
+	WindowMS   int64
+	// Deadband, per minute: a raised rate returns once it is below its
+	// limit by at least this much.
+	Deadband float64
+	// OnDelayMS: the rate must stay at or past its limit this long.
+	OnDelayMS int64
+}
+
+// On reports whether the rule checks either direction.
+func (r RateRule) On() bool { return r.Rise > 0 || r.Fall > 0 }
+
+// PredictionRule raises a `prewarning` with an ETA when the trend of the
+// last Window readings reaches the sensor's next limit within HorizonMS.
+type PredictionRule struct {
+	// Window is the number of readings in the trend; 0 turns it off.
+	Window    int
+	HorizonMS int64
+}
+
+// On reports whether the rule is configured.
+func (r PredictionRule) On() bool { return r.Window > 0 && r.HorizonMS > 0 }
+
+// FrozenRule raises a `fault` when the value stays within Epsilon of one
+// value for DurationMS: a transmitter stuck on its last value.
+type FrozenRule struct {
+	// DurationMS: 0 turns it off.
+	DurationMS int64
+	Epsilon    float64
+}
+
+// On reports whether the rule is configured.
+func (r FrozenRule) On() bool { return r.DurationMS > 0 }
 
 // AlarmClass is what kind of condition an alarm reports (SPEC §4).
 type AlarmClass uint8
@@ -122,13 +174,32 @@ type RuleKind uint8
 const (
 	ThresholdHigh RuleKind = iota
 	ThresholdLow
-	Silent // no reading for SilentPeriods poll periods (class offline)
+	Silent      // no reading for SilentPeriods poll periods (class offline)
+	RateRise    // rising faster than RateRule.Rise (prewarning)
+	RateFall    // falling faster than RateRule.Fall (prewarning)
+	PredictHigh // the trend reaches H or HH within the horizon (prewarning)
+	PredictLow  // the trend reaches L or LL within the horizon (prewarning)
+	Frozen      // the same value for too long (fault)
+	OutOfRange  // outside the instrument's range, or marked so (fault)
+	BadQuality  // bad readings in a row (fault)
 	NumRuleKinds
 )
 
-func (r RuleKind) String() string {
-	return [...]string{"threshold_high", "threshold_low", "silent"}[r]
+var ruleNames = [NumRuleKinds]string{
+	"threshold_high", "threshold_low", "silent", "rate_rise", "rate_fall",
+	"predict_high", "predict_low", "frozen", "out_of_range", "bad_quality",
 }
+
+func (r RuleKind) String() string {
+	if r < NumRuleKinds {
+		return ruleNames[r]
+	}
+	return fmt.Sprintf("rule(%d)", uint8(r))
+}
+
+// High reports whether the rule watches the value going up: the threshold,
+// rate and prediction rules come in a high and a low direction.
+func (r RuleKind) High() bool { return r == ThresholdHigh || r == RateRise || r == PredictHigh }
 
 // Transition is a rule's verdict on one sensor, emitted only when it
 // changes: a condition starts (Active), changes level, or ends. Storage,
@@ -141,7 +212,13 @@ type Transition struct {
 	Level  AlarmLevel
 	Active bool
 	// Limit is the limit crossed (or returned inside of); Value the reading
-	// that decided it.
+	// that decided it. Other rules fill them in their own terms:
+	//   rate          the rate and its limit, in the sensor's unit per minute
+	//   prediction    the reading and the limit the trend reaches
+	//   frozen        the reading and the duration, in seconds
+	//   out_of_range  the reading (0 without one) and the range end it passed
+	//   bad_quality   the bad readings in a row and the configured count
+	//   silent        the seconds of silence and the window, in seconds
 	Value, Limit float64
 	// TS is when the condition started or ended: the reading's time, or for
 	// Silent the time the silence was noticed. Unix milliseconds.
@@ -149,4 +226,10 @@ type Transition struct {
 	// Late marks a verdict found in late data (SPEC §2): recorded with its
 	// own times, never rung as new.
 	Late bool
+	// ETA is when a prediction expects the limit to be crossed, Unix
+	// milliseconds; 0 for every other transition.
+	ETA int64
+	// Reason is the quality reason of the reading behind a fault
+	// (out_of_range, device_fault, timeout …); ReasonNone otherwise.
+	Reason QualityReason
 }
