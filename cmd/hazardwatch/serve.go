@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/centre"
+	"hazardwatch/internal/influx"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -26,7 +29,11 @@ The embedded broker lets in a gateway that gives its id as the username
 and its token as the password (hazardwatch token create --role gateway
 --scope gateway:ID), or, with --mqtt-client-ca, a client certificate whose
 CN is its id; it then publishes only to its own topics. An admin token
-connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
+connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').
+
+With --influx-url it also writes readings and alarm events to InfluxDB
+(measurements reading and alarm_event), from durable consumers of its own:
+an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	dataDir := dataDirFlag(fs)
 	cfgDir := configFlag(fs)
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker's listen address")
@@ -37,6 +44,10 @@ connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
 	external := fs.String("external-broker", "", "use this MQTT broker (tcp://host:port) instead of the embedded one")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP API and web page listen address")
 	retention := fs.Duration("retention", 0, "how long history is kept (default 720h: 30 days)")
+	influxURL := fs.String("influx-url", "", "also write history to this InfluxDB (http://host:8086): 2.x, or 1.8 through its /api/v2 endpoints")
+	influxToken := fs.String("influx-token", "", "InfluxDB token: a 2.x API token, or user:password for 1.8 (default $"+envInfluxToken+"; the environment keeps it out of the process list)")
+	influxBucket := fs.String("influx-bucket", influx.DefaultBucket, "InfluxDB bucket; for 1.8 database/retention-policy. It must exist")
+	influxOrg := fs.String("influx-org", "", "InfluxDB 2.x organisation (1.8 ignores it)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -44,6 +55,13 @@ connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
 	if msg := checkMQTTFlags(*mqttAuth, *tlsCert, *tlsKey, *clientCA, *external); msg != "" {
 		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
 		return exitUsage
+	}
+	if msg := checkInfluxFlags(fs, *influxURL); msg != "" {
+		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
+		return exitUsage
+	}
+	if *influxToken == "" {
+		*influxToken = os.Getenv(envInfluxToken)
 	}
 	log := newLogger(stderr, *debug)
 	cfg, err := loadConfig(*cfgDir)
@@ -62,7 +80,8 @@ connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
 	ctx, stop := signalContext()
 	defer stop()
 	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
-		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log})
+		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
+		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg}})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
@@ -79,6 +98,32 @@ connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').`, stderr)
 		log.Warn("shutdown", "err", err)
 	}
 	return code
+}
+
+// envInfluxToken is where serve reads the InfluxDB token when
+// --influx-token is not given.
+const envInfluxToken = "HAZARDWATCH_INFLUX_TOKEN"
+
+// checkInfluxFlags checks the InfluxDB flags together; it returns what is
+// wrong, or "".
+func checkInfluxFlags(fs *flag.FlagSet, rawURL string) string {
+	if rawURL == "" {
+		var set []string
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "influx-") {
+				set = append(set, "--"+f.Name)
+			}
+		})
+		if len(set) > 0 {
+			return strings.Join(set, ", ") + " without --influx-url: give the InfluxDB's address too"
+		}
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("--influx-url %q: want http://host:port or https://host:port", rawURL)
+	}
+	return ""
 }
 
 // checkMQTTFlags checks the embedded broker's security flags together; it

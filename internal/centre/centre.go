@@ -27,6 +27,7 @@ import (
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/influx"
 	"hazardwatch/internal/store"
 	"hazardwatch/rules"
 )
@@ -53,6 +54,12 @@ type Options struct {
 	Retention time.Duration
 	Logger    *slog.Logger
 	Clock     func() time.Time
+
+	// Influx, when its URL is set, writes history to InfluxDB as well
+	// (SPEC §3's reading and alarm_event measurements), fed by durable
+	// consumers of its own on READINGS and ALARMS. The centre fills in
+	// Plant, Registerer and Logger.
+	Influx influx.Options
 }
 
 // Centre is a running centre.
@@ -169,6 +176,11 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		return nil, err
 	}
 	c.goRun("pipeline", func() error { return pl.run(runCtx) })
+	if o.Influx.URL != "" {
+		if err = c.startInflux(ctx, runCtx, js); err != nil {
+			return nil, err
+		}
+	}
 
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
@@ -249,7 +261,7 @@ func (c *Centre) MQTTAddr() string {
 func (c *Centre) Tokens() *auth.Store { return c.tokens }
 
 // Close stops the stages from the sources down: HTTP, ingest, the
-// pipeline, the alarms, history, then NATS.
+// pipeline and the InfluxDB feeds, the alarms, history, then NATS.
 func (c *Centre) Close() error {
 	var errs []error
 	if c.http != nil {
