@@ -21,7 +21,21 @@ type Alarm struct {
 	Class      model.AlarmClass
 	Priority   int
 	Level      model.AlarmLevel
-	State      model.AlarmState
+	// State is what the operator sees: the hold's state while one is on
+	// (out_of_service over suppressed over shelved), otherwise the
+	// ISA-18.2 alarm state.
+	State model.AlarmState
+	// Base is the alarm state underneath a hold (normal, unack_active,
+	// ack_active or unack_rtn), kept up to date by the rule events so that
+	// the end of the hold shows the true state; normal when no hold is on.
+	Base model.AlarmState
+	// Shelf, Suppression and OutOfService are the holds on the alarm;
+	// each may be on alone or with the others.
+	Shelf, Suppression, OutOfService Hold
+	// Unshown marks an episode that began while the alarm was suppressed
+	// or out of service: if it also ends before they do, nobody is owed an
+	// acknowledgement for it.
+	Unshown bool
 	// Active reports whether the condition holds now (the rules' last
 	// word), apart from the acknowledgement.
 	Active bool
@@ -60,6 +74,53 @@ type Alarm struct {
 	History []Entry
 }
 
+// Hold is a shelf, a suppression or an out-of-service period: since when,
+// by whom, why, and for a shelf until when. The zero Hold is off.
+type Hold struct {
+	At, Until time.Time
+	By        string
+	Reason    string
+}
+
+// On reports whether the hold is on.
+func (h Hold) On() bool { return !h.At.IsZero() }
+
+// Held reports whether any hold is on: the alarm is not shown as an
+// ordinary alarm, does not ring and cannot be acknowledged.
+func (a *Alarm) Held() bool {
+	return a.Shelf.On() || a.Suppression.On() || a.OutOfService.On()
+}
+
+// byDesign reports whether a suppression or out of service is on: the
+// holds that are planned, not an operator's.
+func (a *Alarm) byDesign() bool { return a.Suppression.On() || a.OutOfService.On() }
+
+// base is the ISA-18.2 state underneath any hold.
+func (a *Alarm) base() model.AlarmState {
+	if a.Held() {
+		return a.Base
+	}
+	return a.State
+}
+
+// show puts the strongest hold's state on top of the ISA-18.2 state, which
+// Next leaves in State: out of service, then suppressed, then shelved.
+func (a *Alarm) show() {
+	a.Base = model.StateNormal
+	if !a.Held() {
+		return
+	}
+	a.Base = a.State
+	switch {
+	case a.OutOfService.On():
+		a.State = model.StateOutOfService
+	case a.Suppression.On():
+		a.State = model.StateSuppressed
+	default:
+		a.State = model.StateShelved
+	}
+}
+
 // Source names where an alarm comes from, by id.
 type Source struct {
 	County       string `json:"county"`
@@ -81,7 +142,13 @@ type Entry struct {
 	Value   float64
 	User    string
 	Comment string
-	Late    bool
+	// Reason: why it was shelved, suppressed or taken out of service; a
+	// fault's quality reason.
+	Reason string
+	// Due: a shelf's end, on the event that shelved it and on the one its
+	// timer made.
+	Due  time.Time
+	Late bool
 }
 
 // Priority is 1 (highest) to 4 from the alarm's class, its level and the

@@ -182,8 +182,46 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("round trip changed the alarm:\n%+v\n%+v", a, back2)
 	}
 
+	// A shelved alarm keeps its holds, the state underneath and the
+	// shelf's due time through the log.
+	sh := Event{
+		Op: OpShelve, Name: Shelved, At: at, User: "李明远", Reason: "探头受潮，待更换", Duration: 30 * time.Minute,
+		Due: at.Add(30 * time.Minute), Seq: Seqs{Global: 13, Enterprise: 6, Park: 13, County: 13},
+		Alarm: a,
+	}
+	sh.Alarm.History = nil
+	sh.Alarm.State, sh.Alarm.Base, sh.Alarm.Unshown = model.StateSuppressed, model.StateUnackRTN, true
+	sh.Alarm.Shelf = Hold{At: at, Until: at.Add(30 * time.Minute), By: "李明远", Reason: "探头受潮，待更换"}
+	sh.Alarm.Suppression = Hold{At: at.Add(-time.Hour), Reason: SuppressMaintenance}
+	b, err = json.Marshal(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"op":"shelve"`, `"event":"shelved"`, `"duration":"30m0s"`, `"due_at":"2026-11-25T08:30:01.5Z"`,
+		`"state":"suppressed","base_state":"unack_rtn"`,
+		`"shelf":{"at":"2026-11-25T08:00:01.5Z","until":"2026-11-25T08:30:01.5Z","by":"李明远","reason":"探头受潮，待更换"}`,
+		`"suppression":{"at":"2026-11-25T07:00:01.5Z","by":"","reason":"maintenance"}`, `"unshown":true`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("encoded shelve lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), `"out_of_service"`) {
+		t.Errorf("a hold that is off is encoded: %s", b)
+	}
+	back = Event{}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, sh) {
+		t.Errorf("round trip changed the shelve:\n%+v\n%+v", sh, back)
+	}
+
 	for _, bad := range []string{
 		`{"v":2,"alarm":{}}`,
+		`{"v":1,"event":"shelved","op":"shelve","duration":"half an hour","alarm":{"class":"alarm","state":"normal","rule":"silent","kind":"level"}}`,
+		`{"v":1,"event":"shelved","op":"shelve","alarm":{"class":"alarm","state":"shelved","base_state":"shelved","shelf":{"at":"2026-11-25T08:00:00Z","by":"x","reason":"y"},"rule":"silent","kind":"level"}}`,
 		`{"v":1,"event":"exploded","op":"raise","alarm":{"class":"alarm","state":"normal","rule":"silent","kind":"level"}}`,
 		`{"v":1,"event":"raised","op":"raise","alarm":{"class":"alarm","state":"melted","rule":"silent","kind":"level"}}`,
 	} {

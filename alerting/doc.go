@@ -2,12 +2,12 @@
 // the one goroutine that holds every alarm's state (Manager), and the
 // durable log of alarm events (Log, with a JetStream implementation).
 //
-// The flow is one way. Transitions from package rules and operator actions
-// from the API reach the Manager over channels; the Manager applies Next,
-// gives the resulting event its sequence numbers, writes it to the Log and
-// waits until it is durable, and only then changes its state, answers the
-// operator and pushes the event to subscribers (WebSocket, history,
-// escalation). A restart replays the Log, so every alarm comes back in its
+// The flow is one way. Transitions from package rules and actions (an
+// operator's acknowledgement or shelf, a suppression, out of service) reach
+// the Manager over channels; the Manager applies Next, gives the resulting
+// event its sequence numbers, writes it to the Log and waits until it is
+// durable, and only then changes its state, answers the operator and
+// pushes the event to subscribers (WebSocket, history, escalation). A restart replays the Log, so every alarm comes back in its
 // state with its history, and the sequence numbers continue.
 //
 // # States and latching
@@ -47,6 +47,69 @@
 // false, so nothing sounds and no escalation starts in the past. A late
 // raise followed by a late return ends in unack_rtn, late, for an operator
 // to acknowledge.
+//
+// # Holds: shelved, suppressed, out of service
+//
+// Three holds take an alarm out of the operator's view (ISA-18.2): a shelf
+// (an operator's, timed, with a reason, at most Policy.MaxShelve, 8 h by
+// default), a suppression by design (the enterprise's status is suspended,
+// or a planned maintenance window: Event.Reason says which) and out of
+// service (an instrument under maintenance, with a reason). Each is a Hold
+// on the alarm; they may be on together, and the state shown is the
+// strongest: out_of_service, then suppressed, then shelved. Underneath,
+// Alarm.Base keeps the ISA-18.2 state and Active the condition:
+//
+//   - Rule events (raise, level change, return) go on underneath by the
+//     table above and are recorded with their usual names, so that the end
+//     of the hold shows the true state and a restart rebuilds it; they never
+//     ring. A return underneath that would clear the alarm leaves the base
+//     normal but the alarm open (the hold is on this occurrence, so a raise
+//     before the hold ends is the same alarm again, not a new one).
+//   - An acknowledgement is refused (ErrNotAckable): the alarm is not shown,
+//     and the end of the hold decides what is owed.
+//   - Only an alarm that is shown (unack_active, ack_active, unack_rtn) can
+//     be shelved (ErrNotShelvable otherwise, also when shelved already: a
+//     shelf is not extended, it is ended and set again, each time with its
+//     reason); a shelf longer than the limit is ErrShelveTooLong. A
+//     suppression or out of service applies to any open alarm, shelved ones
+//     too; the same hold twice is ErrWrongState, and so is any hold of an
+//     alarm that has ended.
+//
+// What the end of each hold shows, when no other hold is left on:
+//
+//	unshelve by hand      acknowledged by whoever unshelved it: unack_active → ack_active;
+//	                      unack_rtn, or an episode that ended underneath (non-latched) → normal (cleared);
+//	                      a latched alarm whose gas has gone stays ack_active for its reset
+//	shelf timer           unacknowledged (ISA-18.2 §11.7.3): unack_active (rings) when the
+//	                      condition holds, else unack_rtn, whatever was acknowledged before
+//	unsuppress,           the state underneath as it is (unack_active rings); but an episode
+//	return to service     that began and ended wholly while suppressed or out of service
+//	                      (Alarm.Unshown) is owed nothing: the alarm ends (cleared)
+//
+// The end of a shelf while a suppression or out of service is still on only
+// removes the shelf: the state underneath is left for that hold's end, so
+// nobody is taken to have acknowledged what they could not see. An end that
+// leaves the alarm normal is pushed as "cleared" (an event's name is its
+// outcome); its op says which hold ended.
+//
+// Why episodes inside a suppression or out of service are owed nothing:
+// these holds are planned (a stopped plant, an instrument being calibrated
+// with test gas), and after a long one every alarm that came and went would
+// otherwise wait for an acknowledgement at once, a flood that hides the
+// alarm that matters. What was owed before the hold stays owed, and what
+// still holds at its end is shown and rings. Every event underneath is in
+// the alarm's history and the log, for the duty report.
+//
+// A new occurrence opens under the by-design holds its Policy carries
+// (Policy.Suppression, Policy.OutOfService): the holds of a scope (an
+// enterprise, a sensor) rather than of an open alarm. The Manager passes
+// none yet; the API that sets them comes later.
+//
+// The Manager owns the shelf timers: the end of each shelf, earliest first,
+// on its clock. A shelf's event is durable with its due time, so a restart
+// rebuilds the timers from the log; one that fell due while the centre was
+// down fires before Ready, its event carrying the time it was due (Due)
+// beside the time it was handled (At).
 //
 // # Priority
 //

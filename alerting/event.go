@@ -23,9 +23,18 @@ type Event struct {
 	TS           time.Time
 	Late         bool
 	ETA          time.Time
-	Reason       string
-	// From an operator.
+	// Reason: a fault's quality reason (from a rule); why an alarm is
+	// shelved, suppressed (SuppressSuspended, SuppressMaintenance) or
+	// taken out of service (from those actions).
+	Reason string
+	// From an operator (or, for a suppression, the system when empty).
 	User, Comment string
+	// Duration: how long a shelf is to last.
+	Duration time.Duration
+	// Due: the end of a shelf: set by the Manager on the event that
+	// shelves, and on the shelf timer's event, the time it was due (which
+	// is earlier than At when it fell due while the centre was down).
+	Due time.Time
 
 	// Name is what the event did; At when the centre handled it.
 	Name Name
@@ -72,6 +81,8 @@ type eventJSON struct {
 	Ring          bool       `json:"ring,omitempty"`
 	User          string     `json:"user,omitempty"`
 	Comment       string     `json:"comment,omitempty"`
+	Duration      string     `json:"duration,omitempty"`
+	Due           *time.Time `json:"due_at,omitempty"`
 	Alarm         Alarm      `json:"alarm"`
 }
 
@@ -81,7 +92,8 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		V: eventVersion, Seq: e.Seq.Global, SeqEnterprise: e.Seq.Enterprise, SeqPark: e.Seq.Park, SeqCounty: e.Seq.County,
 		Event: e.Name.String(), Op: e.Op.String(), At: e.At, TS: timePtr(e.TS),
 		Level: e.Level.String(), Value: e.Value, Limit: e.Limit, LimitKind: e.LimitKind,
-		Late: e.Late, ETA: timePtr(e.ETA), Reason: e.Reason, Ring: e.Ring, User: e.User, Comment: e.Comment, Alarm: e.Alarm,
+		Late: e.Late, ETA: timePtr(e.ETA), Reason: e.Reason, Ring: e.Ring, User: e.User, Comment: e.Comment,
+		Duration: durationString(e.Duration), Due: timePtr(e.Due), Alarm: e.Alarm,
 	})
 }
 
@@ -100,7 +112,15 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		At:    w.At,
 		TS:    timeOf(w.TS),
 		Value: w.Value, Limit: w.Limit, LimitKind: w.LimitKind,
-		Late: w.Late, ETA: timeOf(w.ETA), Reason: w.Reason, Ring: w.Ring, User: w.User, Comment: w.Comment, Alarm: w.Alarm,
+		Late: w.Late, ETA: timeOf(w.ETA), Reason: w.Reason, Ring: w.Ring, User: w.User, Comment: w.Comment,
+		Due: timeOf(w.Due), Alarm: w.Alarm,
+	}
+	if w.Duration != "" {
+		d, err := time.ParseDuration(w.Duration)
+		if err != nil {
+			return fmt.Errorf("alarm event %d: duration: %w", w.Seq, err)
+		}
+		e.Duration = d
 	}
 	e.Name, ok[0] = parseEnum(w.Event, numNames, Name.String)
 	e.Op, ok[1] = parseEnum(w.Op, numOps, Op.String)
@@ -120,6 +140,11 @@ type alarmJSON struct {
 	Priority   int         `json:"priority"`
 	Level      string      `json:"level,omitempty"`
 	State      string      `json:"state"`
+	Base       string      `json:"base_state,omitempty"`
+	Shelf      *holdJSON   `json:"shelf,omitempty"`
+	Suppressed *holdJSON   `json:"suppression,omitempty"`
+	OOS        *holdJSON   `json:"out_of_service,omitempty"`
+	Unshown    bool        `json:"unshown,omitempty"`
 	Active     bool        `json:"active"`
 	Latch      bool        `json:"latch"`
 	Late       bool        `json:"late"`
@@ -153,7 +178,31 @@ type entryJSON struct {
 	Value   float64    `json:"value"`
 	User    string     `json:"user,omitempty"`
 	Comment string     `json:"comment,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	Due     *time.Time `json:"due_at,omitempty"`
 	Late    bool       `json:"late,omitempty"`
+}
+
+// holdJSON is a Hold that is on; an off one is left out of the alarm.
+type holdJSON struct {
+	At     time.Time  `json:"at"`
+	Until  *time.Time `json:"until,omitempty"`
+	By     string     `json:"by"`
+	Reason string     `json:"reason"`
+}
+
+func holdPtr(h Hold) *holdJSON {
+	if !h.On() {
+		return nil
+	}
+	return &holdJSON{At: h.At, Until: timePtr(h.Until), By: h.By, Reason: h.Reason}
+}
+
+func holdOf(p *holdJSON) Hold {
+	if p == nil {
+		return Hold{}
+	}
+	return Hold{At: p.At, Until: timeOf(p.Until), By: p.By, Reason: p.Reason}
 }
 
 // MarshalJSON writes SPEC §3's alarm object (with a few more fields);
@@ -163,15 +212,20 @@ func (a Alarm) MarshalJSON() ([]byte, error) {
 	w := alarmJSON{
 		ID: a.ID, Occurrence: a.Occurrence, Class: a.Class.String(), Priority: a.Priority,
 		Level: a.Level.String(), State: a.State.String(), Active: a.Active, Latch: a.Latch, Late: a.Late,
+		Shelf: holdPtr(a.Shelf), Suppressed: holdPtr(a.Suppression), OOS: holdPtr(a.OutOfService), Unshown: a.Unshown,
 		Source: a.Source, SensorName: a.SensorName, Kind: a.Kind.String(), Rule: a.Rule.String(),
 		LimitKind: a.LimitKind, Value: a.Value, Limit: a.Limit, Unit: a.Unit, ETA: timePtr(a.ETA), Reason: a.Reason,
 		Message: a.Message, RaisedAt: timePtr(a.RaisedAt), AckedAt: timePtr(a.AckedAt), AckedBy: a.AckedBy,
 		ReturnedAt: timePtr(a.ReturnedAt), ClearedAt: timePtr(a.ClearedAt), ClearedBy: a.ClearedBy,
 	}
+	if a.Held() {
+		w.Base = a.Base.String()
+	}
 	for _, h := range a.History {
 		w.History = append(w.History, entryJSON{
 			Seq: h.Seq, Event: h.Event.String(), At: h.At, TS: timePtr(h.TS), State: h.State.String(),
-			Level: h.Level.String(), Value: h.Value, User: h.User, Comment: h.Comment, Late: h.Late,
+			Level: h.Level.String(), Value: h.Value, User: h.User, Comment: h.Comment, Reason: h.Reason,
+			Due: timePtr(h.Due), Late: h.Late,
 		})
 	}
 	return json.Marshal(w)
@@ -188,8 +242,9 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 		Source: w.Source, SensorName: w.SensorName, LimitKind: w.LimitKind, Value: w.Value, Limit: w.Limit,
 		Unit: w.Unit, ETA: timeOf(w.ETA), Reason: w.Reason, Message: w.Message, RaisedAt: timeOf(w.RaisedAt), AckedAt: timeOf(w.AckedAt), AckedBy: w.AckedBy,
 		ReturnedAt: timeOf(w.ReturnedAt), ClearedAt: timeOf(w.ClearedAt), ClearedBy: w.ClearedBy,
+		Shelf: holdOf(w.Shelf), Suppression: holdOf(w.Suppressed), OutOfService: holdOf(w.OOS), Unshown: w.Unshown,
 	}
-	var ok [5]bool
+	var ok [6]bool
 	a.Class, ok[0] = parseEnum(w.Class, int(model.ClassViolation)+1, model.AlarmClass.String)
 	a.Level, ok[1] = parseLevel(w.Level)
 	a.State, ok[2] = parseEnum(w.State, int(model.StateOutOfService)+1, model.AlarmState.String)
@@ -198,13 +253,18 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 	if w.Kind == model.KindUnknown.String() {
 		a.Kind, ok[4] = model.KindUnknown, true
 	}
-	for i, what := range []string{"class " + w.Class, "level " + w.Level, "state " + w.State, "rule " + w.Rule, "kind " + w.Kind} {
+	ok[5] = true
+	if a.Held() {
+		a.Base, ok[5] = parseEnum(w.Base, int(model.StateUnackRTN)+1, model.AlarmState.String)
+	}
+	for i, what := range []string{"class " + w.Class, "level " + w.Level, "state " + w.State, "rule " + w.Rule, "kind " + w.Kind, "base state " + w.Base} {
 		if !ok[i] {
 			return fmt.Errorf("alarm %s: unknown %s", w.ID, what)
 		}
 	}
 	for _, h := range w.History {
-		e := Entry{Seq: h.Seq, At: h.At, TS: timeOf(h.TS), Value: h.Value, User: h.User, Comment: h.Comment, Late: h.Late}
+		e := Entry{Seq: h.Seq, At: h.At, TS: timeOf(h.TS), Value: h.Value, User: h.User, Comment: h.Comment,
+			Reason: h.Reason, Due: timeOf(h.Due), Late: h.Late}
 		var ok [3]bool
 		e.Event, ok[0] = parseEnum(h.Event, numNames, Name.String)
 		e.State, ok[1] = parseEnum(h.State, int(model.StateOutOfService)+1, model.AlarmState.String)
@@ -230,6 +290,13 @@ func parseEnum[T ~uint8, N ~uint8 | ~int](s string, n N, name func(T) string) (T
 
 func parseLevel(s string) (model.AlarmLevel, bool) {
 	return parseEnum(s, int(model.L2)+1, model.AlarmLevel.String)
+}
+
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 func timePtr(t time.Time) *time.Time {

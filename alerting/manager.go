@@ -40,26 +40,36 @@ type Options struct {
 	// RetryMax caps the wait between attempts to make an event durable;
 	// default 5 s.
 	RetryMax time.Duration
+	// MaxShelve is the longest an operator may shelve an alarm; default
+	// DefaultMaxShelve.
+	MaxShelve time.Duration
 }
 
+// DefaultMaxShelve is the shelving limit when Options.MaxShelve is unset:
+// one shift, so that a shelf never outlasts the operator who set it.
+const DefaultMaxShelve = 8 * time.Hour
+
 // Manager is the one owner of alarm state. Its Run goroutine takes
-// transitions (Submit) and operator actions (Ack) over channels, one at a
-// time, and is the only writer of alarms; others read published snapshots
-// (Active, Get) and subscribe to events (Subscribe).
+// transitions (Submit) and actions (Ack, Shelve, Unshelve, Suppress,
+// Unsuppress, RemoveFromService, ReturnToService) over channels, one at a
+// time, runs the shelf timers, and is the only writer of alarms; others
+// read published snapshots (Active, Get) and subscribe to events
+// (Subscribe).
 type Manager struct {
 	o     Options
 	log   *slog.Logger
 	clock func() time.Time
 
 	trans       chan model.Transition
-	acks        chan ackReq
+	acts        chan actReq
 	ready, done chan struct{}
 	running     atomic.Bool
 
 	// Owned by the Run goroutine.
-	slots  []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
-	global uint64
-	scope  [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
+	slots   []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
+	shelves dueQueue // the shelves' ends; entries whose shelf has gone are skipped
+	global  uint64
+	scope   [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
 
 	// mu publishes what the owner changes: the owner writes alarms and
 	// lastSeq under it (and reads them without it: nobody else writes),
@@ -72,10 +82,12 @@ type Manager struct {
 	stopped bool
 }
 
-type ackReq struct {
-	ctx               context.Context
-	id, user, comment string
-	reply             chan error
+// actReq is an action on one alarm, answered once its event is durable.
+type actReq struct {
+	ctx   context.Context
+	id    string
+	ev    Event
+	reply chan error
 }
 
 type subscriber struct{ ch chan Event }
@@ -100,10 +112,13 @@ func New(o Options) (*Manager, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Second
 	}
+	if o.MaxShelve <= 0 {
+		o.MaxShelve = DefaultMaxShelve
+	}
 	m := &Manager{
 		o: o, log: o.Logger, clock: o.Clock,
 		trans: make(chan model.Transition, o.Queue),
-		acks:  make(chan ackReq),
+		acts:  make(chan actReq),
 		ready: make(chan struct{}), done: make(chan struct{}),
 		slots:  make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
 		alarms: map[string]Alarm{},
@@ -119,6 +134,10 @@ func New(o Options) (*Manager, error) {
 // when ctx ends, or the error that stopped it (a log that cannot be read).
 // On return it closes every subscriber's channel. Transitions still queued
 // at that point are dropped: stop the rules stage first.
+//
+// Shelves come back from the log with their original ends: one that fell
+// due while the centre was down ends before Ready, its event carrying the
+// time it was due.
 func (m *Manager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("alerting: Run called twice")
@@ -142,16 +161,35 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("alerting: replay: %w", err)
 	}
+	nOpen, nShelved := m.openCount()
+	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved)
+	m.onDue(ctx)
 	close(m.ready)
-	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", m.openCount())
+	// One timer for the earliest shelf's end, armed on the Manager's
+	// clock. A wake-up that the clock says is early only re-arms it.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var armed time.Time
 	for {
+		var due <-chan time.Time
+		if at, ok := m.shelves.first(); ok {
+			if !at.Equal(armed) {
+				timer.Reset(max(at.Sub(m.clock()), 0))
+				armed = at
+			}
+			due = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case t := <-m.trans:
 			m.onTransition(ctx, t)
-		case r := <-m.acks:
-			r.reply <- m.onAck(ctx, r)
+		case r := <-m.acts:
+			r.reply <- m.onAct(ctx, r)
+		case <-due:
+			armed = time.Time{}
+			m.onDue(ctx)
 		}
 	}
 }
@@ -202,14 +240,58 @@ func (m *Manager) Submit(ctx context.Context, ts ...model.Transition) error {
 // condition has ended. It returns once the event is durable, or with
 // ErrNotFound, ErrNotAckable, ErrInvalid, ErrStopped or ctx's error. An
 // acknowledgement whose caller gave up after the Manager took it may still
-// take effect, as a request that timed out may.
+// take effect, as a request that timed out may. So may every action below.
 func (m *Manager) Ack(ctx context.Context, id, user, comment string) error {
-	if user == "" || len(comment) > maxComment {
-		return fmt.Errorf("%w: a user and a comment of at most %d bytes", ErrInvalid, maxComment)
+	if user == "" {
+		return fmt.Errorf("%w: an acknowledgement needs a user", ErrInvalid)
 	}
-	r := ackReq{ctx: ctx, id: id, user: user, comment: comment, reply: make(chan error, 1)}
+	return m.act(ctx, id, Event{Op: OpAck, User: user, Comment: comment})
+}
+
+// Shelve hides alarm id for d (at most Options.MaxShelve: ErrShelveTooLong
+// otherwise) with a reason. The alarm must be one the operator sees
+// (ErrNotShelvable otherwise). When d has passed the Manager unshelves it,
+// unacknowledged.
+func (m *Manager) Shelve(ctx context.Context, id, user, reason string, d time.Duration) error {
+	return m.act(ctx, id, Event{Op: OpShelve, User: user, Reason: reason, Duration: d})
+}
+
+// Unshelve ends the shelf of alarm id by hand: the alarm comes back
+// acknowledged by user (ErrNotShelved when it is not shelved).
+func (m *Manager) Unshelve(ctx context.Context, id, user, comment string) error {
+	return m.act(ctx, id, Event{Op: OpUnshelve, User: user, Comment: comment})
+}
+
+// Suppress suppresses alarm id by design: reason is SuppressSuspended (the
+// enterprise's status) or SuppressMaintenance (a planned maintenance
+// window); user may be empty when the system decides.
+func (m *Manager) Suppress(ctx context.Context, id, user, reason string) error {
+	return m.act(ctx, id, Event{Op: OpSuppress, User: user, Reason: reason})
+}
+
+// Unsuppress ends the suppression of alarm id.
+func (m *Manager) Unsuppress(ctx context.Context, id, user string) error {
+	return m.act(ctx, id, Event{Op: OpUnsuppress, User: user})
+}
+
+// RemoveFromService takes alarm id out of service, with a reason.
+func (m *Manager) RemoveFromService(ctx context.Context, id, user, reason string) error {
+	return m.act(ctx, id, Event{Op: OpRemoveFromService, User: user, Reason: reason})
+}
+
+// ReturnToService puts alarm id back in service.
+func (m *Manager) ReturnToService(ctx context.Context, id, user, comment string) error {
+	return m.act(ctx, id, Event{Op: OpReturnToService, User: user, Comment: comment})
+}
+
+// act hands an action to the Run goroutine and waits for its answer.
+func (m *Manager) act(ctx context.Context, id string, ev Event) error {
+	if len(ev.Comment) > maxComment || len(ev.Reason) > maxComment || len(ev.User) > maxComment {
+		return fmt.Errorf("%w: a user, reason and comment of at most %d bytes each", ErrInvalid, maxComment)
+	}
+	r := actReq{ctx: ctx, id: id, ev: ev, reply: make(chan error, 1)}
 	select {
-	case m.acks <- r:
+	case m.acts <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.done:
@@ -389,7 +471,7 @@ func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 	}
 }
 
-func (m *Manager) onAck(ctx context.Context, r ackReq) error {
+func (m *Manager) onAct(ctx context.Context, r actReq) error {
 	if err := r.ctx.Err(); err != nil {
 		return err // the caller has gone: do not act for it
 	}
@@ -397,12 +479,27 @@ func (m *Manager) onAck(ctx context.Context, r ackReq) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, r.id)
 	}
-	si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
-	if !ok {
-		si = -1
-	}
-	_, err := m.commit(ctx, a, Event{Op: OpAck, User: r.user, Comment: r.comment}, m.policy(a, si))
+	_, err := m.commit(ctx, a, r.ev, m.policyOf(a))
 	return err
+}
+
+// onDue ends every shelf whose time has come by the Manager's clock, each
+// with the time it was due.
+func (m *Manager) onDue(ctx context.Context) {
+	now := m.clock()
+	for {
+		at, id, ok := m.shelves.popDue(now)
+		if !ok || ctx.Err() != nil {
+			return
+		}
+		a, ok := m.alarms[id]
+		if !ok || !a.Shelf.On() || !a.Shelf.Until.Equal(at) {
+			continue // unshelved by hand, or shelved again since
+		}
+		if _, err := m.commit(ctx, a, Event{Op: OpShelfExpired, Due: at}, m.policyOf(a)); err != nil && ctx.Err() == nil {
+			m.log.Error("shelf end not applied", "alarm", id, "due", at, "err", err)
+		}
+	}
 }
 
 // commit applies ev to a, makes the event durable and only then publishes
@@ -417,6 +514,9 @@ func (m *Manager) commit(ctx context.Context, a Alarm, ev Event, pol Policy) (Ev
 		return Event{}, nil
 	}
 	ev.Name, ev.At, ev.Ring = ch.Name, now, ch.Ring
+	if ev.Op == OpShelve {
+		ev.Due = next.Shelf.Until
+	}
 	next.History = nil
 	ev.Alarm = next
 	ev.Seq = Seqs{Global: m.global + 1}
@@ -431,8 +531,8 @@ func (m *Manager) commit(ctx context.Context, a Alarm, ev Event, pol Policy) (Ev
 	}
 	m.apply(durable, true)
 	m.log.Info("alarm "+ch.Name.String(), "alarm", next.ID, "state", next.State, "from", ch.From,
-		"level", next.Level, "priority", next.Priority, "value", next.Value, "limit", next.Limit,
-		"late", ev.Late, "user", ev.User, "seq", ev.Seq.Global)
+		"base", next.Base, "op", ev.Op, "level", next.Level, "priority", next.Priority, "value", next.Value,
+		"limit", next.Limit, "late", ev.Late, "user", ev.User, "reason", ev.Reason, "seq", ev.Seq.Global)
 	return durable, nil
 }
 
@@ -472,8 +572,11 @@ func (m *Manager) apply(ev Event, deliver bool) {
 	// copy rather than write into their backing array.
 	a.History = append(slices.Clip(prev.History), Entry{
 		Seq: ev.Seq.Global, Event: ev.Name, At: ev.At, TS: ev.TS, State: a.State, Level: a.Level,
-		Value: a.Value, User: ev.User, Comment: ev.Comment, Late: ev.Late,
+		Value: a.Value, User: ev.User, Comment: ev.Comment, Reason: ev.Reason, Due: ev.Due, Late: ev.Late,
 	})
+	if ev.Name == Shelved && a.Shelf.On() {
+		m.shelves.push(a.Shelf.Until, a.ID)
+	}
 	m.global = max(m.global, ev.Seq.Global)
 	if si, ok := m.o.Plant.SensorIndex(a.Source.Sensor); ok && a.Rule < model.NumRuleKinds {
 		m.slots[slot(si, a.Rule)] = a.ID
@@ -549,11 +652,21 @@ func (m *Manager) template(t model.Transition) Alarm {
 	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
 }
 
+// policyOf is policy for an alarm found by id: its sensor may have left
+// the plant files.
+func (m *Manager) policyOf(a Alarm) Policy {
+	si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
+	if !ok {
+		si = -1
+	}
+	return m.policy(a, si)
+}
+
 // policy is the rules' word for a new occurrence; an open one keeps the
 // latch it started with, so a rules reload does not change an alarm
 // half-way.
 func (m *Manager) policy(a Alarm, sensor int32) Policy {
-	pol := Policy{Latch: a.Latch}
+	pol := Policy{Latch: a.Latch, MaxShelve: m.o.MaxShelve}
 	if sensor < 0 {
 		return pol
 	}
@@ -588,12 +701,15 @@ func (m *Manager) limitKind(t model.Transition) string {
 	return limitKindOf(t.Rule, t.Level)
 }
 
-func (m *Manager) openCount() int {
-	n := 0
+// openCount counts the open alarms, and the shelved ones among them.
+func (m *Manager) openCount() (open, shelved int) {
 	for _, a := range m.alarms {
 		if a.State != model.StateNormal {
-			n++
+			open++
+		}
+		if a.Shelf.On() {
+			shelved++
 		}
 	}
-	return n
+	return open, shelved
 }

@@ -92,9 +92,24 @@ func (l *memLog) len() int {
 // it and checks that Run ended cleanly.
 func run(t *testing.T, log Log) (*Manager, func()) {
 	t.Helper()
+	m, _, stop := startManager(t, log, 0)
+	return m, stop
+}
+
+// startManager starts a Manager on log and waits for Ready. With buffer >
+// 0 it subscribes before Run, so that events made at start (a shelf that
+// fell due while the centre was down) are seen too. stop ends Run and
+// checks that it ended cleanly; calling it again does nothing.
+func startManager(t *testing.T, log Log, buffer int) (*Manager, <-chan Event, func()) {
+	t.Helper()
 	m, err := New(Options{Plant: demo.Plant, Rules: demo.Rules, Log: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var evs <-chan Event
+	cancelSub := func() {}
+	if buffer > 0 {
+		evs, cancelSub = m.Subscribe(buffer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -105,11 +120,15 @@ func run(t *testing.T, log Log) (*Manager, func()) {
 		cancel()
 		t.Fatalf("Run: %v", err)
 	}
-	return m, func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	var once sync.Once
+	return m, evs, func() {
+		once.Do(func() {
+			cancelSub()
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
 	}
 }
 
@@ -362,15 +381,16 @@ func TestManagerAckErrors(t *testing.T) {
 	})
 }
 
-// TestAckWaitsForDurability: an acknowledgement returns only once its event
-// is in the log, and nothing of it is visible before.
-func TestAckWaitsForDurability(t *testing.T) {
+// TestActionsWaitForDurability: a raise is not visible, and every action
+// does not return, before its event is in the log.
+func TestActionsWaitForDurability(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := &memLog{gate: make(chan struct{})}
 		m, stop := run(t, log)
 		defer stop()
 		evs, cancel := m.Subscribe(16)
 		defer cancel()
+		ctx := context.Background()
 
 		submit(t, m, raise(t, "e01-GT-101", model.H, 1.2, time.Now()))
 		synctest.Wait()
@@ -380,26 +400,44 @@ func TestAckWaitsForDurability(t *testing.T) {
 		log.gate <- struct{}{}
 		id := next(t, evs).Alarm.ID
 
-		acked := make(chan error, 1)
-		go func() { acked <- m.Ack(context.Background(), id, "张伟", "") }()
-		synctest.Wait() // the Manager is waiting in Append
-		select {
-		case err := <-acked:
-			t.Fatalf("Ack returned (%v) before its event was durable", err)
-		default:
+		for _, c := range []struct {
+			name string
+			call func() error
+			want model.AlarmState
+		}{
+			{"ack", func() error { return m.Ack(ctx, id, "张伟", "") }, model.StateAckActive},
+			{"shelve", func() error { return m.Shelve(ctx, id, "李明远", "误报", time.Hour) }, model.StateShelved},
+			{"suppress", func() error { return m.Suppress(ctx, id, "", SuppressSuspended) }, model.StateSuppressed},
+			{"out of service", func() error { return m.RemoveFromService(ctx, id, "王工", "探头标定") }, model.StateOutOfService},
+			{"in service", func() error { return m.ReturnToService(ctx, id, "王工", "标定完成") }, model.StateSuppressed},
+			{"unsuppress", func() error { return m.Unsuppress(ctx, id, "") }, model.StateShelved},
+			{"unshelve", func() error { return m.Unshelve(ctx, id, "李明远", "") }, model.StateAckActive},
+		} {
+			before, _ := m.Get(id)
+			done := make(chan error, 1)
+			go func() { done <- c.call() }()
+			synctest.Wait() // the Manager is waiting in Append
+			select {
+			case err := <-done:
+				t.Fatalf("%s returned (%v) before its event was durable", c.name, err)
+			default:
+			}
+			if a, _ := m.Get(id); a.State != before.State || len(evs) != 0 {
+				t.Fatalf("%s is visible (%s, %d events) before it is durable", c.name, a.State, len(evs))
+			}
+			log.gate <- struct{}{}
+			if err := <-done; err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if a, _ := m.Get(id); a.State != c.want {
+				t.Errorf("after %s: %s, want %s", c.name, a.State, c.want)
+			}
+			if ev := next(t, evs); ev.Alarm.State != c.want {
+				t.Errorf("%s pushed %s %s", c.name, ev.Name, ev.Alarm.State)
+			}
 		}
-		if a, _ := m.Get(id); a.State != model.StateUnackActive || len(evs) != 0 {
-			t.Fatalf("the ack is visible (%s, %d events) before it is durable", a.State, len(evs))
-		}
-		log.gate <- struct{}{}
-		if err := <-acked; err != nil {
-			t.Fatal(err)
-		}
-		if a, _ := m.Get(id); a.State != model.StateAckActive || log.len() != 2 {
-			t.Fatalf("after the ack: %s, %d events in the log", a.State, log.len())
-		}
-		if ev := next(t, evs); ev.Name != Acknowledged {
-			t.Fatalf("pushed %s", ev.Name)
+		if a, _ := m.Get(id); a.AckedBy != "张伟" || len(a.History) != 8 || log.len() != 8 {
+			t.Errorf("at the end: acked by %q, %d events, %d in the log", a.AckedBy, len(a.History), log.len())
 		}
 	})
 }

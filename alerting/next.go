@@ -3,22 +3,51 @@ package alerting
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"hazardwatch/internal/model"
 )
 
-// Sentinel errors the API maps to statuses.
+// Sentinel errors the API maps to statuses. The narrower ones also match
+// their family with errors.Is: ErrNotAckable, ErrNotShelvable and
+// ErrNotShelved are ErrWrongState; ErrShelveTooLong is ErrInvalid.
 var (
 	// ErrNotFound: no alarm has that id (404).
 	ErrNotFound = errors.New("alerting: no such alarm")
+	// ErrWrongState: the action does not apply to the alarm in its state,
+	// e.g. suppressing an alarm that is suppressed already (409).
+	ErrWrongState = errors.New("alerting: the action does not apply to the alarm's state")
 	// ErrNotAckable: the alarm is not in a state an acknowledgement
 	// applies to (409).
-	ErrNotAckable = errors.New("alerting: alarm is not in an ackable state")
+	ErrNotAckable error = &subError{"alerting: alarm is not in an ackable state", ErrWrongState}
+	// ErrNotShelvable: only an alarm the operator sees (unack_active,
+	// ack_active, unack_rtn) can be shelved (409).
+	ErrNotShelvable error = &subError{"alerting: alarm is not in a state that can be shelved", ErrWrongState}
+	// ErrNotShelved: an unshelve of an alarm that is not shelved (409).
+	ErrNotShelved error = &subError{"alerting: alarm is not shelved", ErrWrongState}
 	// ErrInvalid: the action itself is malformed, e.g. no user (400).
 	ErrInvalid = errors.New("alerting: invalid action")
+	// ErrShelveTooLong: a shelf longer than the policy's limit (400).
+	ErrShelveTooLong error = &subError{"alerting: shelving longer than the limit", ErrInvalid}
 	// ErrStopped: the Manager is not running (503).
 	ErrStopped = errors.New("alerting: manager stopped")
+)
+
+// subError is a sentinel that also matches its family.
+type subError struct {
+	msg    string
+	family error
+}
+
+func (e *subError) Error() string        { return e.msg }
+func (e *subError) Is(target error) bool { return target == e.family }
+
+// Why an alarm is suppressed by design (SPEC §4): the enterprise's status
+// is suspended (停产/检修), or a planned maintenance window is open.
+const (
+	SuppressSuspended   = "suspended"
+	SuppressMaintenance = "maintenance"
 )
 
 // Op is what an event asks of an alarm: the input of Next.
@@ -34,10 +63,28 @@ const (
 	OpReturn
 	// OpAck: an operator acknowledges (or resets a latched alarm).
 	OpAck
+	// OpShelve: an operator hides the alarm for Event.Duration, with
+	// Event.Reason.
+	OpShelve
+	// OpUnshelve: an operator ends the shelf by hand.
+	OpUnshelve
+	// OpShelfExpired: the shelf's timer, due at Event.Due, has run out.
+	OpShelfExpired
+	// OpSuppress: suppressed by design, Event.Reason saying why
+	// (SuppressSuspended or SuppressMaintenance).
+	OpSuppress
+	// OpUnsuppress: the suppression ends.
+	OpUnsuppress
+	// OpRemoveFromService: the alarm is taken out of service (an
+	// instrument under maintenance), with Event.Reason.
+	OpRemoveFromService
+	// OpReturnToService: it is back in service.
+	OpReturnToService
 	numOps
 )
 
-var opNames = [numOps]string{"", "raise", "level_change", "return", "ack"}
+var opNames = [numOps]string{"", "raise", "level_change", "return", "ack",
+	"shelve", "unshelve", "shelf_expired", "suppress", "unsuppress", "out_of_service", "in_service"}
 
 func (o Op) String() string {
 	if o < numOps {
@@ -47,8 +94,9 @@ func (o Op) String() string {
 }
 
 // Name is what an event did, as pushed to clients (SPEC §3 WebSocket
-// "event"): the outcome, not the input. An acknowledgement that ends the
-// alarm is "cleared"; so is a return that ends it.
+// "event"): the outcome, not the input. Any event that ends the alarm is
+// "cleared": an acknowledgement, a return, or the end of a shelf,
+// suppression or out-of-service period that finds the condition over.
 type Name uint8
 
 const (
@@ -58,10 +106,17 @@ const (
 	Returned
 	Acknowledged
 	Cleared
+	Shelved
+	Unshelved
+	Suppressed
+	Unsuppressed
+	RemovedFromService
+	ReturnedToService
 	numNames
 )
 
-var nameNames = [numNames]string{"", "raised", "level_changed", "returned", "acknowledged", "cleared"}
+var nameNames = [numNames]string{"", "raised", "level_changed", "returned", "acknowledged", "cleared",
+	"shelved", "unshelved", "suppressed", "unsuppressed", "out_of_service", "in_service"}
 
 func (n Name) String() string {
 	if n < numNames {
@@ -77,20 +132,29 @@ type Policy struct {
 	// SourceLevel is the GB 18218 level (1–4) of the sensor's hazard
 	// source, 0 when it has none; it enters the priority.
 	SourceLevel int
+	// MaxShelve is the longest shelf allowed (0: shelving is refused).
+	MaxShelve time.Duration
+	// Suppression and OutOfService are the by-design holds on the
+	// condition when it is raised: a new occurrence starts under them.
+	// An open alarm keeps its own holds.
+	Suppression, OutOfService Hold
 }
 
 // Change is what Next did.
 type Change struct {
 	// Name is the event to record and push; NameNone when nothing changed
-	// (a duplicate raise, a return of an alarm that is not active) or the
-	// action was refused.
+	// (a duplicate raise, a return of an alarm that is not active, a shelf
+	// timer that is stale) or the action was refused.
 	Name     Name
 	From, To model.AlarmState
 	// Ring: annunciate (sound, banner, start escalation). Never for late
-	// data, never for a level going down, acknowledgement or return.
+	// data, for a level going down, an acknowledgement or a return, nor
+	// while the alarm is held (shelved, suppressed, out of service); the
+	// end of a hold rings when it shows an unacknowledged active alarm.
 	Ring bool
-	// Err is set when an operator action is refused: ErrNotAckable or
-	// ErrInvalid, wrapped.
+	// Err is set when an action is refused: ErrInvalid, ErrShelveTooLong,
+	// ErrWrongState, ErrNotAckable, ErrNotShelvable or ErrNotShelved,
+	// wrapped.
 	Err error
 }
 
@@ -98,90 +162,250 @@ type Change struct {
 // pol, and what changed. It is pure: same inputs, same result. Rule events
 // take their time from ev.TS (the reading's), operator actions from now.
 // Next does not touch History; the Manager appends the event once it is
-// durable.
+// durable. When nothing changes or the action is refused, a comes back as
+// it was.
 //
 // a is the alarm's latest occurrence, in state normal when there is none
 // open; a raise of a normal alarm opens a new occurrence with a new ID.
+// Under a hold (shelf, suppression, out of service) the rule events move
+// the state underneath (Alarm.Base) and the alarm shows the hold's state;
+// see the package documentation for what each hold's end shows.
 func Next(a Alarm, ev Event, now time.Time, pol Policy) (Alarm, Change) {
 	ch := Change{From: a.State, To: a.State}
 	at := ev.TS
 	if at.IsZero() {
 		at = now
 	}
+	prev := a
+	// Work on the ISA-18.2 state underneath any hold; show() puts the
+	// hold's state on top again.
+	a.State = a.base()
+	var err error
 	switch ev.Op {
 	case OpRaise, OpLevelChange:
-		switch {
-		case a.State == model.StateNormal:
-			// A level change that finds no open alarm is a raise: the
-			// condition holds, and dropping it would hide it.
-			a = open(a, ev, at, pol)
-			ch.Name, ch.Ring = Raised, !ev.Late
-		case !a.Active:
-			// unack_rtn, or a latched alarm waiting for its reset: the
-			// same occurrence alarms again and must be acknowledged again.
-			a.State, a.Active, a.Late = model.StateUnackActive, true, ev.Late
-			a.AckedAt, a.AckedBy = time.Time{}, ""
-			a.ReturnedAt = time.Time{}
-			setCondition(&a, ev, pol)
-			ch.Name, ch.Ring = Raised, !ev.Late
-		case ev.Level == a.Level && ev.Limit == a.Limit:
-			return a, ch // already known
-		default:
-			up := ev.Level > a.Level
-			setCondition(&a, ev, pol)
-			if up && a.State == model.StateAckActive {
-				// An acknowledged L1 that reaches L2 is a new situation
-				// for the operator: it needs a new acknowledgement.
-				a.State = model.StateUnackActive
-				a.AckedAt, a.AckedBy = time.Time{}, ""
-			}
-			ch.Name, ch.Ring = LevelChanged, up && !ev.Late
-		}
+		ch.Name, ch.Ring = onRaise(&a, ev, at, pol)
 	case OpReturn:
-		if a.State == model.StateNormal || !a.Active {
-			return a, ch
-		}
-		a.Active, a.ReturnedAt, a.Value = false, at, ev.Value
-		switch {
-		case a.State == model.StateUnackActive:
-			a.State, ch.Name = model.StateUnackRTN, Returned
-		case pol.Latch:
-			ch.Name = Returned // ack_active: latched, waits for its reset
-		default:
-			a.State, a.ClearedAt, ch.Name = model.StateNormal, at, Cleared
-		}
+		ch.Name = onReturn(&a, ev, at, pol)
 	case OpAck:
-		if ev.User == "" {
-			ch.Err = fmt.Errorf("%w: an acknowledgement needs a user", ErrInvalid)
-			return a, ch
-		}
-		switch {
-		case a.State == model.StateUnackActive:
-			a.State, a.AckedAt, a.AckedBy = model.StateAckActive, now, ev.User
-			ch.Name = Acknowledged
-		case a.State == model.StateUnackRTN:
-			a.State, a.AckedAt, a.AckedBy = model.StateNormal, now, ev.User
-			a.ClearedAt, a.ClearedBy = now, ev.User
-			ch.Name = Cleared
-		case a.State == model.StateAckActive && !a.Active:
-			// The reset of a latched alarm whose condition has ended.
-			a.State, a.ClearedAt, a.ClearedBy = model.StateNormal, now, ev.User
-			ch.Name = Cleared
-		default:
-			ch.Err = fmt.Errorf("%w: %s is %s", ErrNotAckable, a.ID, describe(a))
-			return a, ch
-		}
+		ch.Name, err = ack(&a, prev, ev, now)
+	case OpShelve:
+		ch.Name, err = shelve(&a, prev, ev, now, pol)
+	case OpUnshelve, OpShelfExpired:
+		ch.Name, ch.Ring, err = unshelve(&a, prev, ev, now)
+	case OpSuppress, OpRemoveFromService:
+		ch.Name, err = hold(&a, prev, ev, now)
+	case OpUnsuppress, OpReturnToService:
+		ch.Name, ch.Ring, err = release(&a, prev, ev, now)
 	default:
-		ch.Err = fmt.Errorf("%w: unknown op %s", ErrInvalid, ev.Op)
-		return a, ch
+		err = fmt.Errorf("%w: unknown op %s", ErrInvalid, ev.Op)
 	}
+	if err != nil || ch.Name == NameNone {
+		ch.Err = err
+		return prev, ch
+	}
+	a.show()
+	ch.Ring = ch.Ring && !a.Held()
 	ch.To = a.State
 	return a, ch
 }
 
+// onRaise handles a raise or a level change: the condition holds.
+func onRaise(a *Alarm, ev Event, at time.Time, pol Policy) (Name, bool) {
+	switch {
+	case a.State == model.StateNormal && !a.Held():
+		// A level change that finds no open alarm is a raise: the
+		// condition holds, and dropping it would hide it.
+		*a = open(*a, ev, at, pol)
+		return Raised, !ev.Late
+	case !a.Active:
+		// unack_rtn, a latched alarm waiting for its reset, or (under a
+		// hold) an episode that had ended: the same occurrence alarms
+		// again and must be acknowledged again.
+		if a.State == model.StateNormal && a.byDesign() {
+			// A new episode that starts under a suppression or out of
+			// service: if it also ends there, nobody owes it an
+			// acknowledgement (see release).
+			a.Unshown = true
+		}
+		a.State, a.Active, a.Late = model.StateUnackActive, true, ev.Late
+		a.AckedAt, a.AckedBy = time.Time{}, ""
+		a.ReturnedAt = time.Time{}
+		setCondition(a, ev, pol)
+		return Raised, !ev.Late
+	case ev.Level == a.Level && ev.Limit == a.Limit:
+		return NameNone, false // already known
+	}
+	up := ev.Level > a.Level
+	setCondition(a, ev, pol)
+	if up && a.State == model.StateAckActive {
+		// An acknowledged L1 that reaches L2 is a new situation for the
+		// operator: it needs a new acknowledgement.
+		a.State = model.StateUnackActive
+		a.AckedAt, a.AckedBy = time.Time{}, ""
+	}
+	return LevelChanged, up && !ev.Late
+}
+
+// onReturn handles a return: the condition ended.
+func onReturn(a *Alarm, ev Event, at time.Time, pol Policy) Name {
+	if a.State == model.StateNormal || !a.Active {
+		return NameNone
+	}
+	a.Active, a.ReturnedAt, a.Value = false, at, ev.Value
+	switch {
+	case a.State == model.StateUnackActive:
+		a.State = model.StateUnackRTN
+		return Returned
+	case pol.Latch:
+		return Returned // ack_active: latched, waits for its reset
+	case a.Held():
+		// Over underneath; the alarm itself ends when its hold does.
+		a.State = model.StateNormal
+		return Returned
+	}
+	a.State, a.ClearedAt = model.StateNormal, at
+	return Cleared
+}
+
+func ack(a *Alarm, prev Alarm, ev Event, now time.Time) (Name, error) {
+	if ev.User == "" {
+		return NameNone, fmt.Errorf("%w: an acknowledgement needs a user", ErrInvalid)
+	}
+	switch {
+	case a.Held():
+		// A held alarm is not shown: what it owes is decided when its
+		// hold ends.
+	case a.State == model.StateUnackActive:
+		a.State, a.AckedAt, a.AckedBy = model.StateAckActive, now, ev.User
+		return Acknowledged, nil
+	case a.State == model.StateUnackRTN:
+		a.State, a.AckedAt, a.AckedBy = model.StateNormal, now, ev.User
+		a.ClearedAt, a.ClearedBy = now, ev.User
+		return Cleared, nil
+	case a.State == model.StateAckActive && !a.Active:
+		// The reset of a latched alarm whose condition has ended.
+		a.State, a.ClearedAt, a.ClearedBy = model.StateNormal, now, ev.User
+		return Cleared, nil
+	}
+	return NameNone, fmt.Errorf("%w: %s is %s", ErrNotAckable, prev.ID, describe(prev))
+}
+
+func shelve(a *Alarm, prev Alarm, ev Event, now time.Time, pol Policy) (Name, error) {
+	switch {
+	case ev.User == "" || strings.TrimSpace(ev.Reason) == "":
+		return NameNone, fmt.Errorf("%w: shelving needs a user and a reason", ErrInvalid)
+	case ev.Duration <= 0:
+		return NameNone, fmt.Errorf("%w: shelving needs a positive duration, not %s", ErrInvalid, ev.Duration)
+	case ev.Duration > pol.MaxShelve:
+		return NameNone, fmt.Errorf("%w: %s asked, at most %s", ErrShelveTooLong, ev.Duration, pol.MaxShelve)
+	case a.Held(), a.State == model.StateNormal:
+		return NameNone, fmt.Errorf("%w: %s is %s", ErrNotShelvable, prev.ID, describe(prev))
+	}
+	a.Shelf = Hold{At: now, Until: now.Add(ev.Duration), By: ev.User, Reason: ev.Reason}
+	return Shelved, nil
+}
+
+// unshelve ends a shelf, by hand or by its timer (ISA-18.2 §11.7.3): by
+// hand the alarm comes back acknowledged by whoever unshelved it; by the
+// timer it comes back unacknowledged. Either applies only when the alarm
+// comes back into view: under a suppression or out of service the state
+// underneath is left for that hold's end.
+func unshelve(a *Alarm, prev Alarm, ev Event, now time.Time) (Name, bool, error) {
+	timer := ev.Op == OpShelfExpired
+	switch {
+	case timer && (!a.Shelf.On() || !a.Shelf.Until.Equal(ev.Due) || now.Before(ev.Due)):
+		// A timer of an earlier shelf, or early: nothing to do.
+		return NameNone, false, nil
+	case !timer && ev.User == "":
+		return NameNone, false, fmt.Errorf("%w: unshelving needs a user", ErrInvalid)
+	case !a.Shelf.On():
+		return NameNone, false, fmt.Errorf("%w: %s is %s", ErrNotShelved, prev.ID, describe(prev))
+	}
+	a.Shelf = Hold{}
+	switch {
+	case a.Held():
+		return Unshelved, false, nil
+	case timer:
+		a.State = model.StateUnackRTN
+		if a.Active {
+			a.State = model.StateUnackActive
+		}
+		a.AckedAt, a.AckedBy = time.Time{}, ""
+		return Unshelved, a.Active, nil
+	}
+	switch a.State {
+	case model.StateUnackActive:
+		a.State, a.AckedAt, a.AckedBy = model.StateAckActive, now, ev.User
+	case model.StateUnackRTN:
+		a.State, a.AckedAt, a.AckedBy = model.StateNormal, now, ev.User
+	}
+	if a.State == model.StateNormal {
+		a.ClearedAt, a.ClearedBy = now, ev.User
+		return Cleared, false, nil
+	}
+	return Unshelved, false, nil
+}
+
+// hold starts a suppression or an out-of-service period.
+func hold(a *Alarm, prev Alarm, ev Event, now time.Time) (Name, error) {
+	h, name, what := &a.Suppression, Suppressed, "suppressed"
+	if ev.Op == OpRemoveFromService {
+		h, name, what = &a.OutOfService, RemovedFromService, "out of service"
+	}
+	switch {
+	case ev.Op == OpSuppress && ev.Reason != SuppressSuspended && ev.Reason != SuppressMaintenance:
+		return NameNone, fmt.Errorf("%w: suppression by design is for %q or %q, not %q",
+			ErrInvalid, SuppressSuspended, SuppressMaintenance, ev.Reason)
+	case ev.Op == OpRemoveFromService && (ev.User == "" || strings.TrimSpace(ev.Reason) == ""):
+		return NameNone, fmt.Errorf("%w: taking an alarm out of service needs a user and a reason", ErrInvalid)
+	case h.On():
+		return NameNone, fmt.Errorf("%w: %s is %s already", ErrWrongState, prev.ID, what)
+	case a.State == model.StateNormal && !a.Held():
+		return NameNone, fmt.Errorf("%w: %s has ended", ErrWrongState, prev.ID)
+	}
+	*h = Hold{At: now, By: ev.User, Reason: ev.Reason}
+	return name, nil
+}
+
+// release ends a suppression or an out-of-service period. The alarm shows
+// the state underneath, which rule events kept up to date, except that an
+// episode which began and ended wholly under these holds (Unshown) is not
+// owed an acknowledgement: it was expected (a plant stopped, an instrument
+// being calibrated), and its events are in the history.
+func release(a *Alarm, prev Alarm, ev Event, now time.Time) (Name, bool, error) {
+	h, name, what := &a.Suppression, Unsuppressed, "suppressed"
+	if ev.Op == OpReturnToService {
+		h, name, what = &a.OutOfService, ReturnedToService, "out of service"
+		if ev.User == "" {
+			return NameNone, false, fmt.Errorf("%w: returning an alarm to service needs a user", ErrInvalid)
+		}
+	}
+	if !h.On() {
+		return NameNone, false, fmt.Errorf("%w: %s is not %s", ErrWrongState, prev.ID, what)
+	}
+	*h = Hold{}
+	if !a.byDesign() {
+		if a.Unshown && !a.Active {
+			a.State = model.StateNormal
+		}
+		a.Unshown = false
+	}
+	switch {
+	case a.Held():
+		return name, false, nil
+	case a.State == model.StateNormal:
+		a.ClearedAt, a.ClearedBy = now, ev.User
+		return Cleared, false, nil
+	}
+	return name, a.State == model.StateUnackActive, nil
+}
+
 func describe(a Alarm) string {
-	if a.State == model.StateAckActive {
+	switch {
+	case a.State == model.StateAckActive && a.Active:
 		return "acknowledged and still active"
+	case a.State == model.StateNormal:
+		return "normal (ended)"
 	}
 	return a.State.String()
 }
@@ -194,6 +418,8 @@ func open(a Alarm, ev Event, at time.Time, pol Policy) Alarm {
 	a.RaisedAt = at
 	a.AckedAt, a.ReturnedAt, a.ClearedAt = time.Time{}, time.Time{}, time.Time{}
 	a.AckedBy, a.ClearedBy = "", ""
+	a.Shelf, a.Suppression, a.OutOfService = Hold{}, pol.Suppression, pol.OutOfService
+	a.Unshown = a.byDesign()
 	a.History = nil
 	setCondition(&a, ev, pol)
 	return a

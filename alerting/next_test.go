@@ -16,11 +16,22 @@ var (
 	tRead  = t0.Add(-3 * time.Second) // the reading's own time
 	tNow   = t0                       // the centre's clock
 	gasSrc = Source{County: "c01", Park: "p01", Enterprise: "e01", HazardSource: "e01-hs1", Sensor: "e01-GT-101", Gateway: "gw-e01-1"}
+
+	// The holds of the table's starting points. The shelf falls due now.
+	shelf       = Hold{At: tNow.Add(-30 * time.Minute), Until: tNow, By: "李明远", Reason: "联锁调试，误报频繁"}
+	suppression = Hold{At: tNow.Add(-time.Hour), Reason: SuppressMaintenance}
+	outOfServ   = Hold{At: tNow.Add(-2 * time.Hour), By: "王工", Reason: "探头标定"}
+	tablePolicy = Policy{SourceLevel: 1, MaxShelve: 8 * time.Hour}
 )
 
-// Starting points. "ack_active_rtn" is ack_active whose condition has
-// ended: only a latched alarm can be there.
-func startAlarm(state string, level model.AlarmLevel, latch bool) Alarm {
+// startAlarm builds a starting point from spec, "[HOLDS/]BASE[/unshown]":
+// HOLDS is shelved, suppressed, out_of_service or several joined by "+";
+// BASE is the ISA-18.2 state underneath (the state itself without holds):
+// normal, unack_active, ack_active, unack_rtn, or ack_active_rtn, which is
+// ack_active whose condition has ended (only a latched alarm is there).
+// Under a hold, normal is an episode that ended underneath; without one,
+// an occurrence that has ended.
+func startAlarm(spec string, level model.AlarmLevel, latch bool) Alarm {
 	a := Alarm{
 		ID: "e01-GT-101.threshold_high.1", Occurrence: 1, Class: model.ClassAlarm, Source: gasSrc,
 		SensorName: "液氯储罐区东侧氯气检测器", Kind: model.GasToxic, Rule: model.ThresholdHigh,
@@ -30,7 +41,27 @@ func startAlarm(state string, level model.AlarmLevel, latch bool) Alarm {
 	if level == model.L2 {
 		a.Limit, a.LimitKind = 2, "HH"
 	}
-	switch state {
+	parts := strings.Split(spec, "/")
+	if parts[len(parts)-1] == "unshown" {
+		a.Unshown = true
+		parts = parts[:len(parts)-1]
+	}
+	base := parts[len(parts)-1]
+	if len(parts) == 2 {
+		for _, h := range strings.Split(parts[0], "+") {
+			switch h {
+			case "shelved":
+				a.Shelf = shelf
+			case "suppressed":
+				a.Suppression = suppression
+			case "out_of_service":
+				a.OutOfService = outOfServ
+			default:
+				panic(spec)
+			}
+		}
+	}
+	switch base {
 	case "normal":
 		a.State = model.StateNormal
 	case "unack_active":
@@ -42,35 +73,127 @@ func startAlarm(state string, level model.AlarmLevel, latch bool) Alarm {
 	case "unack_rtn":
 		a.State = model.StateUnackRTN
 	default:
-		panic(state)
+		panic(spec)
 	}
+	a.show()
 	return a
 }
 
-func event(op string, level model.AlarmLevel) Event {
-	ev := Event{TS: tRead, Level: level, Value: 1.5, Limit: 1}
-	if level == model.L2 {
-		ev.Value, ev.Limit = 2.5, 2
+// specOf is the spec of a, in startAlarm's grammar (ack_active whatever
+// its condition: the table checks Active apart).
+func specOf(a Alarm) string {
+	var hs []string
+	for _, h := range []struct {
+		on   bool
+		name string
+	}{{a.Shelf.On(), "shelved"}, {a.Suppression.On(), "suppressed"}, {a.OutOfService.On(), "out_of_service"}} {
+		if h.on {
+			hs = append(hs, h.name)
+		}
 	}
-	switch op {
+	s := a.State.String()
+	if len(hs) > 0 {
+		s = strings.Join(hs, "+") + "/" + a.Base.String()
+	}
+	if a.Unshown {
+		s += "/unshown"
+	}
+	return s
+}
+
+// event builds the input of op, "NAME[:VARIANT]": raise (at L1, or
+// raise:L2), level_change (to L2, or level_change:L1), return, ack, shelve
+// (30 min; shelve:9h, shelve:no_reason), unshelve (unshelve:no_user),
+// shelf_expired (due when the table's shelf is; shelf_expired:stale for an
+// earlier shelf's timer), suppress (maintenance; suppress:suspended,
+// suppress:bad_reason), unsuppress, out_of_service (out_of_service:no_reason),
+// in_service (in_service:no_user).
+func event(op string) Event {
+	name, variant, _ := strings.Cut(op, ":")
+	lvl := func(def model.AlarmLevel) Event {
+		l := def
+		if variant == "L1" {
+			l = model.L1
+		} else if variant == "L2" {
+			l = model.L2
+		}
+		if l == model.L2 {
+			return Event{TS: tRead, Level: l, Value: 2.5, Limit: 2}
+		}
+		return Event{TS: tRead, Level: l, Value: 1.5, Limit: 1}
+	}
+	var ev Event
+	switch name {
 	case "raise":
+		ev = lvl(model.L1)
 		ev.Op = OpRaise
 	case "level_change":
+		ev = lvl(model.L2)
 		ev.Op = OpLevelChange
 	case "return":
-		ev.Op, ev.Value = OpReturn, 0.1
+		ev = Event{Op: OpReturn, TS: tRead, Value: 0.1}
 	case "ack":
 		ev = Event{Op: OpAck, User: "李明远", Comment: "现场确认"}
+	case "shelve":
+		ev = Event{Op: OpShelve, User: "李明远", Reason: "探头受潮，待更换", Duration: 30 * time.Minute}
+		switch variant {
+		case "9h":
+			ev.Duration = 9 * time.Hour
+		case "no_reason":
+			ev.Reason = " "
+		}
+	case "unshelve":
+		ev = Event{Op: OpUnshelve, User: "李明远"}
+		if variant == "no_user" {
+			ev.User = ""
+		}
+	case "shelf_expired":
+		ev = Event{Op: OpShelfExpired, Due: shelf.Until}
+		if variant == "stale" {
+			ev.Due = shelf.Until.Add(-time.Hour)
+		}
+	case "suppress":
+		ev = Event{Op: OpSuppress, Reason: SuppressMaintenance}
+		switch variant {
+		case "suspended":
+			ev.Reason = SuppressSuspended
+		case "bad_reason":
+			ev.Reason = "holiday"
+		}
+	case "unsuppress":
+		ev = Event{Op: OpUnsuppress}
+	case "out_of_service":
+		ev = Event{Op: OpRemoveFromService, User: "王工", Reason: "探头标定"}
+		if variant == "no_reason" {
+			ev.Reason = ""
+		}
+	case "in_service":
+		ev = Event{Op: OpReturnToService, User: "王工"}
+		if variant == "no_user" {
+			ev.User = ""
+		}
 	default:
 		panic(op)
 	}
 	return ev
 }
 
-// TestNext: every (state, event) pair, for non-latched and latched alarms.
+// Which latching a row of the table runs with.
+type latching uint8
+
+const (
+	both    latching = iota // the row holds for latched and non-latched alarms
+	plain                   // non-latched only
+	latched                 // latched (gas) only
+)
+
+// TestNext: every (state, event) pair, for non-latched and latched alarms,
+// the refusals with their errors included. A row names its starting point
+// and result in startAlarm's grammar; the policy is tablePolicy (shelves
+// of at most 8 h), with the row's by-design holds for a new occurrence.
 func TestNext(t *testing.T) {
 	type want struct {
-		state  model.AlarmState
+		spec   string
 		active bool
 		name   Name
 		ring   bool
@@ -78,102 +201,228 @@ func TestNext(t *testing.T) {
 		occ    int // occurrence after the event
 	}
 	const (
-		normal   = model.StateNormal
-		unack    = model.StateUnackActive
-		ack      = model.StateAckActive
-		unackRTN = model.StateUnackRTN
+		L1 = model.L1
+		L2 = model.L2
 	)
 	tests := []struct {
-		latch bool
+		latch latching
 		from  string
-		level model.AlarmLevel // of the alarm before; the event's level for raise/level_change is L2 unless noted
+		level model.AlarmLevel // of the alarm before
 		op    string
-		evLvl model.AlarmLevel
 		want  want
+		pol   string // "suppressed" or "out_of_service": that hold is on the condition
 	}{
-		// normal: a raise (or a level change that finds nothing open) opens occurrence 2.
-		{false, "normal", model.L1, "raise", model.L1, want{unack, true, Raised, true, nil, 2}},
-		{true, "normal", model.L1, "raise", model.L1, want{unack, true, Raised, true, nil, 2}},
-		{false, "normal", model.L1, "level_change", model.L2, want{unack, true, Raised, true, nil, 2}},
-		{true, "normal", model.L1, "level_change", model.L2, want{unack, true, Raised, true, nil, 2}},
-		{false, "normal", model.L1, "return", 0, want{normal, false, NameNone, false, nil, 1}},
-		{true, "normal", model.L1, "return", 0, want{normal, false, NameNone, false, nil, 1}},
-		{false, "normal", model.L1, "ack", 0, want{normal, false, NameNone, false, ErrNotAckable, 1}},
-		{true, "normal", model.L1, "ack", 0, want{normal, false, NameNone, false, ErrNotAckable, 1}},
+		// normal: an ended occurrence. A raise (or a level change that
+		// finds nothing open) opens occurrence 2; what acts on an open
+		// alarm is refused.
+		{both, "normal", L1, "raise", want{"unack_active", true, Raised, true, nil, 2}, ""},
+		{both, "normal", L1, "level_change", want{"unack_active", true, Raised, true, nil, 2}, ""},
+		{both, "normal", L1, "raise", want{"suppressed/unack_active/unshown", true, Raised, false, nil, 2}, "suppressed"},
+		{both, "normal", L1, "raise", want{"out_of_service/unack_active/unshown", true, Raised, false, nil, 2}, "out_of_service"},
+		{both, "normal", L1, "return", want{"normal", false, NameNone, false, nil, 1}, ""},
+		{both, "normal", L1, "ack", want{"normal", false, NameNone, false, ErrNotAckable, 1}, ""},
+		{both, "normal", L1, "shelve", want{"normal", false, NameNone, false, ErrNotShelvable, 1}, ""},
+		{both, "normal", L1, "unshelve", want{"normal", false, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "normal", L1, "shelf_expired", want{"normal", false, NameNone, false, nil, 1}, ""},
+		{both, "normal", L1, "suppress", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "normal", L1, "unsuppress", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "normal", L1, "out_of_service", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "normal", L1, "in_service", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
 
 		// unack_active
-		{false, "unack_active", model.L1, "raise", model.L1, want{unack, true, NameNone, false, nil, 1}},
-		{true, "unack_active", model.L1, "raise", model.L1, want{unack, true, NameNone, false, nil, 1}},
-		{false, "unack_active", model.L1, "level_change", model.L2, want{unack, true, LevelChanged, true, nil, 1}},
-		{true, "unack_active", model.L1, "level_change", model.L2, want{unack, true, LevelChanged, true, nil, 1}},
-		{false, "unack_active", model.L2, "level_change", model.L1, want{unack, true, LevelChanged, false, nil, 1}},
-		{false, "unack_active", model.L1, "return", 0, want{unackRTN, false, Returned, false, nil, 1}},
-		{true, "unack_active", model.L1, "return", 0, want{unackRTN, false, Returned, false, nil, 1}},
-		{false, "unack_active", model.L1, "ack", 0, want{ack, true, Acknowledged, false, nil, 1}},
-		{true, "unack_active", model.L1, "ack", 0, want{ack, true, Acknowledged, false, nil, 1}},
+		{both, "unack_active", L1, "raise", want{"unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "unack_active", L1, "level_change", want{"unack_active", true, LevelChanged, true, nil, 1}, ""},
+		{plain, "unack_active", L2, "level_change:L1", want{"unack_active", true, LevelChanged, false, nil, 1}, ""},
+		{both, "unack_active", L1, "return", want{"unack_rtn", false, Returned, false, nil, 1}, ""},
+		{both, "unack_active", L1, "ack", want{"ack_active", true, Acknowledged, false, nil, 1}, ""},
+		{both, "unack_active", L1, "shelve", want{"shelved/unack_active", true, Shelved, false, nil, 1}, ""},
+		{both, "unack_active", L1, "shelve:9h", want{"unack_active", true, NameNone, false, ErrShelveTooLong, 1}, ""},
+		{plain, "unack_active", L1, "shelve:no_reason", want{"unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "unack_active", L1, "unshelve", want{"unack_active", true, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "unack_active", L1, "shelf_expired", want{"unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "unack_active", L1, "suppress", want{"suppressed/unack_active", true, Suppressed, false, nil, 1}, ""},
+		{plain, "unack_active", L1, "suppress:suspended", want{"suppressed/unack_active", true, Suppressed, false, nil, 1}, ""},
+		{plain, "unack_active", L1, "suppress:bad_reason", want{"unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "unack_active", L1, "unsuppress", want{"unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_active", L1, "out_of_service", want{"out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
+		{plain, "unack_active", L1, "out_of_service:no_reason", want{"unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "unack_active", L1, "in_service", want{"unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
 
 		// ack_active, condition holding
-		{false, "ack_active", model.L1, "raise", model.L1, want{ack, true, NameNone, false, nil, 1}},
-		{true, "ack_active", model.L1, "raise", model.L1, want{ack, true, NameNone, false, nil, 1}},
-		{false, "ack_active", model.L1, "raise", model.L2, want{unack, true, LevelChanged, true, nil, 1}},
-		{false, "ack_active", model.L1, "level_change", model.L2, want{unack, true, LevelChanged, true, nil, 1}},
-		{true, "ack_active", model.L1, "level_change", model.L2, want{unack, true, LevelChanged, true, nil, 1}},
-		{true, "ack_active", model.L2, "level_change", model.L1, want{ack, true, LevelChanged, false, nil, 1}},
-		{false, "ack_active", model.L1, "return", 0, want{normal, false, Cleared, false, nil, 1}},
-		{true, "ack_active", model.L1, "return", 0, want{ack, false, Returned, false, nil, 1}},
-		{false, "ack_active", model.L1, "ack", 0, want{ack, true, NameNone, false, ErrNotAckable, 1}},
-		{true, "ack_active", model.L1, "ack", 0, want{ack, true, NameNone, false, ErrNotAckable, 1}},
+		{both, "ack_active", L1, "raise", want{"ack_active", true, NameNone, false, nil, 1}, ""},
+		{plain, "ack_active", L1, "raise:L2", want{"unack_active", true, LevelChanged, true, nil, 1}, ""},
+		{both, "ack_active", L1, "level_change", want{"unack_active", true, LevelChanged, true, nil, 1}, ""},
+		{latched, "ack_active", L2, "level_change:L1", want{"ack_active", true, LevelChanged, false, nil, 1}, ""},
+		{plain, "ack_active", L1, "return", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{latched, "ack_active", L1, "return", want{"ack_active", false, Returned, false, nil, 1}, ""},
+		{both, "ack_active", L1, "ack", want{"ack_active", true, NameNone, false, ErrNotAckable, 1}, ""},
+		{both, "ack_active", L1, "shelve", want{"shelved/ack_active", true, Shelved, false, nil, 1}, ""},
+		{both, "ack_active", L1, "unshelve", want{"ack_active", true, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "ack_active", L1, "shelf_expired", want{"ack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "ack_active", L1, "suppress", want{"suppressed/ack_active", true, Suppressed, false, nil, 1}, ""},
+		{both, "ack_active", L1, "unsuppress", want{"ack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "ack_active", L1, "out_of_service", want{"out_of_service/ack_active", true, RemovedFromService, false, nil, 1}, ""},
+		{both, "ack_active", L1, "in_service", want{"ack_active", true, NameNone, false, ErrWrongState, 1}, ""},
 
 		// ack_active whose condition ended: a latched alarm waiting for its reset.
-		{true, "ack_active_rtn", model.L1, "raise", model.L1, want{unack, true, Raised, true, nil, 1}},
-		{true, "ack_active_rtn", model.L1, "level_change", model.L2, want{unack, true, Raised, true, nil, 1}},
-		{true, "ack_active_rtn", model.L1, "return", 0, want{ack, false, NameNone, false, nil, 1}},
-		{true, "ack_active_rtn", model.L1, "ack", 0, want{normal, false, Cleared, false, nil, 1}},
+		{latched, "ack_active_rtn", L1, "raise", want{"unack_active", true, Raised, true, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "level_change", want{"unack_active", true, Raised, true, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "return", want{"ack_active", false, NameNone, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "ack", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "shelve", want{"shelved/ack_active", false, Shelved, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "unshelve", want{"ack_active", false, NameNone, false, ErrNotShelved, 1}, ""},
+		{latched, "ack_active_rtn", L1, "shelf_expired", want{"ack_active", false, NameNone, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "suppress", want{"suppressed/ack_active", false, Suppressed, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "unsuppress", want{"ack_active", false, NameNone, false, ErrWrongState, 1}, ""},
+		{latched, "ack_active_rtn", L1, "out_of_service", want{"out_of_service/ack_active", false, RemovedFromService, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "in_service", want{"ack_active", false, NameNone, false, ErrWrongState, 1}, ""},
 
 		// unack_rtn: alarming again is the same occurrence.
-		{false, "unack_rtn", model.L1, "raise", model.L1, want{unack, true, Raised, true, nil, 1}},
-		{true, "unack_rtn", model.L1, "raise", model.L1, want{unack, true, Raised, true, nil, 1}},
-		{false, "unack_rtn", model.L1, "level_change", model.L2, want{unack, true, Raised, true, nil, 1}},
-		{true, "unack_rtn", model.L1, "level_change", model.L2, want{unack, true, Raised, true, nil, 1}},
-		{false, "unack_rtn", model.L1, "return", 0, want{unackRTN, false, NameNone, false, nil, 1}},
-		{true, "unack_rtn", model.L1, "return", 0, want{unackRTN, false, NameNone, false, nil, 1}},
-		{false, "unack_rtn", model.L1, "ack", 0, want{normal, false, Cleared, false, nil, 1}},
-		{true, "unack_rtn", model.L1, "ack", 0, want{normal, false, Cleared, false, nil, 1}},
+		{both, "unack_rtn", L1, "raise", want{"unack_active", true, Raised, true, nil, 1}, ""},
+		{both, "unack_rtn", L1, "level_change", want{"unack_active", true, Raised, true, nil, 1}, ""},
+		{both, "unack_rtn", L1, "return", want{"unack_rtn", false, NameNone, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "ack", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "shelve", want{"shelved/unack_rtn", false, Shelved, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "unshelve", want{"unack_rtn", false, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "unack_rtn", L1, "shelf_expired", want{"unack_rtn", false, NameNone, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "suppress", want{"suppressed/unack_rtn", false, Suppressed, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "unsuppress", want{"unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_rtn", L1, "out_of_service", want{"out_of_service/unack_rtn", false, RemovedFromService, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "in_service", want{"unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
+
+		// shelved: rule events move the state underneath and never ring;
+		// by hand it comes back acknowledged, by its timer unacknowledged.
+		{both, "shelved/unack_active", L1, "raise", want{"shelved/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "shelved/unack_rtn", L1, "raise", want{"shelved/unack_active", true, Raised, false, nil, 1}, ""},
+		{plain, "shelved/normal", L1, "raise", want{"shelved/unack_active", true, Raised, false, nil, 1}, ""},
+		{both, "shelved/ack_active", L1, "level_change", want{"shelved/unack_active", true, LevelChanged, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "return", want{"shelved/unack_rtn", false, Returned, false, nil, 1}, ""},
+		{plain, "shelved/ack_active", L1, "return", want{"shelved/normal", false, Returned, false, nil, 1}, ""},
+		{latched, "shelved/ack_active", L1, "return", want{"shelved/ack_active", false, Returned, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "ack", want{"shelved/unack_active", true, NameNone, false, ErrNotAckable, 1}, ""},
+		{both, "shelved/unack_active", L1, "shelve", want{"shelved/unack_active", true, NameNone, false, ErrNotShelvable, 1}, ""},
+		{both, "shelved/unack_active", L1, "unshelve", want{"ack_active", true, Unshelved, false, nil, 1}, ""},
+		{both, "shelved/ack_active", L1, "unshelve", want{"ack_active", true, Unshelved, false, nil, 1}, ""},
+		{both, "shelved/unack_rtn", L1, "unshelve", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{plain, "shelved/normal", L1, "unshelve", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{latched, "shelved/ack_active_rtn", L1, "unshelve", want{"ack_active", false, Unshelved, false, nil, 1}, ""},
+		{plain, "shelved/unack_active", L1, "unshelve:no_user", want{"shelved/unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "shelved/ack_active", L1, "shelf_expired", want{"unack_active", true, Unshelved, true, nil, 1}, ""},
+		{both, "shelved/unack_rtn", L1, "shelf_expired", want{"unack_rtn", false, Unshelved, false, nil, 1}, ""},
+		{plain, "shelved/normal", L1, "shelf_expired", want{"unack_rtn", false, Unshelved, false, nil, 1}, ""},
+		{latched, "shelved/ack_active_rtn", L1, "shelf_expired", want{"unack_rtn", false, Unshelved, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "shelf_expired:stale", want{"shelved/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "suppress", want{"shelved+suppressed/unack_active", true, Suppressed, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "unsuppress", want{"shelved/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "shelved/unack_active", L1, "out_of_service", want{"shelved+out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "in_service", want{"shelved/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+
+		// suppressed by design: the same underneath; its end shows the true
+		// state, except that an episode wholly inside it is owed nothing.
+		{both, "suppressed/unack_active", L1, "raise", want{"suppressed/unack_active", true, NameNone, false, nil, 1}, ""},
+		{plain, "suppressed/normal", L1, "raise", want{"suppressed/unack_active/unshown", true, Raised, false, nil, 1}, ""},
+		{both, "suppressed/unack_rtn", L1, "raise", want{"suppressed/unack_active", true, Raised, false, nil, 1}, ""},
+		{both, "suppressed/ack_active", L1, "level_change", want{"suppressed/unack_active", true, LevelChanged, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "return", want{"suppressed/unack_rtn", false, Returned, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "ack", want{"suppressed/unack_active", true, NameNone, false, ErrNotAckable, 1}, ""},
+		{both, "suppressed/unack_active", L1, "shelve", want{"suppressed/unack_active", true, NameNone, false, ErrNotShelvable, 1}, ""},
+		{both, "suppressed/unack_active", L1, "unshelve", want{"suppressed/unack_active", true, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "shelved+suppressed/unack_active", L1, "unshelve", want{"suppressed/unack_active", true, Unshelved, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "shelf_expired", want{"suppressed/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "shelved+suppressed/ack_active", L1, "shelf_expired", want{"suppressed/ack_active", true, Unshelved, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "suppress", want{"suppressed/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "suppressed/unack_active", L1, "unsuppress", want{"unack_active", true, Unsuppressed, true, nil, 1}, ""},
+		{both, "suppressed/unack_active/unshown", L1, "unsuppress", want{"unack_active", true, Unsuppressed, true, nil, 1}, ""},
+		{both, "suppressed/ack_active", L1, "unsuppress", want{"ack_active", true, Unsuppressed, false, nil, 1}, ""},
+		{both, "suppressed/unack_rtn", L1, "unsuppress", want{"unack_rtn", false, Unsuppressed, false, nil, 1}, ""},
+		{both, "suppressed/unack_rtn/unshown", L1, "unsuppress", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{plain, "suppressed/normal", L1, "unsuppress", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{both, "shelved+suppressed/unack_rtn/unshown", L1, "unsuppress", want{"shelved/normal", false, Unsuppressed, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "out_of_service", want{"suppressed+out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "in_service", want{"suppressed/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+
+		// out of service: as suppressed, by an admin's hand and with a reason.
+		{both, "out_of_service/unack_active", L1, "raise", want{"out_of_service/unack_active", true, NameNone, false, nil, 1}, ""},
+		{plain, "out_of_service/normal", L1, "raise", want{"out_of_service/unack_active/unshown", true, Raised, false, nil, 1}, ""},
+		{both, "out_of_service/ack_active", L1, "level_change", want{"out_of_service/unack_active", true, LevelChanged, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "return", want{"out_of_service/unack_rtn", false, Returned, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "ack", want{"out_of_service/unack_active", true, NameNone, false, ErrNotAckable, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "shelve", want{"out_of_service/unack_active", true, NameNone, false, ErrNotShelvable, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "unshelve", want{"out_of_service/unack_active", true, NameNone, false, ErrNotShelved, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "shelf_expired", want{"out_of_service/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "suppress", want{"suppressed+out_of_service/unack_active", true, Suppressed, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "unsuppress", want{"out_of_service/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "out_of_service", want{"out_of_service/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "in_service", want{"unack_active", true, ReturnedToService, true, nil, 1}, ""},
+		{both, "out_of_service/unack_rtn", L1, "in_service", want{"unack_rtn", false, ReturnedToService, false, nil, 1}, ""},
+		{both, "out_of_service/unack_rtn/unshown", L1, "in_service", want{"normal", false, Cleared, false, nil, 1}, ""},
+		{both, "suppressed+out_of_service/unack_rtn/unshown", L1, "in_service", want{"suppressed/unack_rtn/unshown", false, ReturnedToService, false, nil, 1}, ""},
+		{plain, "out_of_service/unack_active", L1, "in_service:no_user", want{"out_of_service/unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
 	}
 	covered := map[string]bool{}
+	runs := 0
 	for _, tc := range tests {
-		name := fmt.Sprintf("latch=%v/%s_%s/%s_%s", tc.latch, tc.from, tc.level, tc.op, tc.evLvl)
-		covered[fmt.Sprint(tc.latch, tc.from, tc.op)] = true
-		t.Run(name, func(t *testing.T) {
-			a := startAlarm(tc.from, tc.level, tc.latch)
-			got, ch := Next(a, event(tc.op, tc.evLvl), tNow, Policy{Latch: tc.latch, SourceLevel: 1})
-			if !errors.Is(ch.Err, tc.want.err) || (tc.want.err == nil) != (ch.Err == nil) {
-				t.Fatalf("err = %v, want %v", ch.Err, tc.want.err)
+		for _, latch := range []bool{false, true} {
+			if tc.latch == plain && latch || tc.latch == latched && !latch {
+				continue
 			}
-			if got.State != tc.want.state || got.Active != tc.want.active || ch.Name != tc.want.name || ch.Ring != tc.want.ring {
-				t.Errorf("→ %s active=%v %q ring=%v; want %s active=%v %q ring=%v",
-					got.State, got.Active, ch.Name, ch.Ring, tc.want.state, tc.want.active, tc.want.name, tc.want.ring)
-			}
-			if got.Occurrence != tc.want.occ {
-				t.Errorf("occurrence %d, want %d", got.Occurrence, tc.want.occ)
-			}
-			if ch.From != a.State || ch.To != got.State {
-				t.Errorf("change says %s → %s, the alarm went %s → %s", ch.From, ch.To, a.State, got.State)
-			}
-			if ch.Name == NameNone && !reflect.DeepEqual(got, a) {
-				t.Errorf("nothing happened, but the alarm changed:\n%+v\n%+v", a, got)
-			}
-		})
+			a := startAlarm(tc.from, tc.level, latch)
+			op, _, _ := strings.Cut(tc.op, ":")
+			covered[fmt.Sprintf("%v %v %v", latch, a.State, op)] = true
+			runs++
+			name := fmt.Sprintf("latch=%v/%s_%s/%s", latch, tc.from, tc.level, tc.op)
+			t.Run(name, func(t *testing.T) {
+				pol := tablePolicy
+				pol.Latch = latch
+				switch tc.pol {
+				case "suppressed":
+					pol.Suppression = suppression
+				case "out_of_service":
+					pol.OutOfService = outOfServ
+				}
+				got, ch := Next(a, event(tc.op), tNow, pol)
+				if !errors.Is(ch.Err, tc.want.err) || (tc.want.err == nil) != (ch.Err == nil) {
+					t.Fatalf("err = %v, want %v", ch.Err, tc.want.err)
+				}
+				if s := specOf(got); s != tc.want.spec || got.Active != tc.want.active || ch.Name != tc.want.name || ch.Ring != tc.want.ring {
+					t.Errorf("→ %s active=%v %q ring=%v; want %s active=%v %q ring=%v",
+						s, got.Active, ch.Name, ch.Ring, tc.want.spec, tc.want.active, tc.want.name, tc.want.ring)
+				}
+				if got.Occurrence != tc.want.occ {
+					t.Errorf("occurrence %d, want %d", got.Occurrence, tc.want.occ)
+				}
+				if ch.From != a.State || ch.To != got.State {
+					t.Errorf("change says %s → %s, the alarm went %s → %s", ch.From, ch.To, a.State, got.State)
+				}
+				if ch.Name == NameNone && !reflect.DeepEqual(got, a) {
+					t.Errorf("nothing happened, but the alarm changed:\n%+v\n%+v", a, got)
+				}
+				// The state shown is the strongest hold's, and Base is
+				// only kept under one.
+				shown := got
+				shown.State = got.base()
+				shown.show()
+				if shown.State != got.State || shown.Base != got.Base {
+					t.Errorf("state %s base %s, but the holds say %s base %s", got.State, got.Base, shown.State, shown.Base)
+				}
+				if ch.Ring && got.Held() {
+					t.Error("a held alarm rings")
+				}
+			})
+		}
 	}
+	states := []model.AlarmState{model.StateNormal, model.StateUnackActive, model.StateAckActive, model.StateUnackRTN,
+		model.StateShelved, model.StateSuppressed, model.StateOutOfService}
 	for _, latch := range []bool{false, true} {
-		for _, from := range []string{"normal", "unack_active", "ack_active", "unack_rtn"} {
-			for _, op := range []string{"raise", "level_change", "return", "ack"} {
-				if !covered[fmt.Sprint(latch, from, op)] {
-					t.Errorf("no case for latch=%v %s + %s", latch, from, op)
+		for _, st := range states {
+			for op := OpRaise; op < numOps; op++ {
+				if !covered[fmt.Sprintf("%v %v %v", latch, st, op)] {
+					t.Errorf("no case for latch=%v %s + %s", latch, st, op)
 				}
 			}
 		}
 	}
+	t.Logf("%d rows, %d runs, %d (latch, state, event) triples", len(tests), runs, len(covered))
 }
 
 // TestNextFields: the times, the acknowledger and the new occurrence's
@@ -183,7 +432,7 @@ func TestNextFields(t *testing.T) {
 	a := startAlarm("normal", model.L1, true)
 	a.AckedBy, a.ClearedBy = "old", "old"
 
-	a, _ = Next(a, event("raise", model.L1), tNow, pol)
+	a, _ = Next(a, event("raise"), tNow, pol)
 	if a.ID != "e01-GT-101.threshold_high.2" || !a.RaisedAt.Equal(tRead) || a.AckedBy != "" || a.ClearedBy != "" {
 		t.Errorf("raise: id %s raised %v acked_by %q cleared_by %q", a.ID, a.RaisedAt, a.AckedBy, a.ClearedBy)
 	}
@@ -197,7 +446,7 @@ func TestNextFields(t *testing.T) {
 	if a.Priority != 1 || !strings.Contains(a.Message, "二级报警 (HH)：2.5 ppm") {
 		t.Errorf("level change: priority %d, message %s", a.Priority, a.Message)
 	}
-	a, _ = Next(a, event("ack", 0), tNow, pol)
+	a, _ = Next(a, event("ack"), tNow, pol)
 	if !a.AckedAt.Equal(tNow) || a.AckedBy != "李明远" {
 		t.Errorf("ack: acked %v by %q", a.AckedAt, a.AckedBy)
 	}
@@ -219,10 +468,10 @@ func TestNextLate(t *testing.T) {
 	for _, latch := range []bool{false, true} {
 		pol := Policy{Latch: latch}
 		a := startAlarm("normal", model.L1, latch)
-		raise := event("raise", model.L1)
+		raise := event("raise")
 		raise.Late = true
 		a, ch1 := Next(a, raise, tNow, pol)
-		ret := event("return", 0)
+		ret := event("return")
 		ret.Late, ret.TS = true, tRead.Add(time.Second)
 		a, ch2 := Next(a, ret, tNow, pol)
 		if a.State != model.StateUnackRTN || !a.Late || ch1.Ring || ch2.Ring || ch1.Name != Raised || ch2.Name != Returned {
@@ -234,7 +483,7 @@ func TestNextLate(t *testing.T) {
 		}
 		// A late level change up does not ring either.
 		b := startAlarm("ack_active", model.L1, latch)
-		up := event("level_change", model.L2)
+		up := event("level_change")
 		up.Late = true
 		b, ch := Next(b, up, tNow, pol)
 		if ch.Ring || b.State != model.StateUnackActive {
@@ -250,5 +499,84 @@ func TestNextInvalid(t *testing.T) {
 	}
 	if _, ch := Next(a, Event{Op: Op(99)}, tNow, Policy{}); !errors.Is(ch.Err, ErrInvalid) {
 		t.Errorf("unknown op: %v", ch.Err)
+	}
+}
+
+// TestNextHolds: the fields the table does not look at: a shelf's times
+// and who set it, who an unshelve acknowledges for, a timer that comes
+// early, what a refusal says.
+func TestNextHolds(t *testing.T) {
+	pol := tablePolicy
+	a := startAlarm("unack_active", model.L1, true)
+	sh := event("shelve")
+	a, ch := Next(a, sh, tNow, pol)
+	want := Hold{At: tNow, Until: tNow.Add(30 * time.Minute), By: "李明远", Reason: "探头受潮，待更换"}
+	if ch.Name != Shelved || a.Shelf != want || a.State != model.StateShelved || a.Base != model.StateUnackActive {
+		t.Fatalf("shelve: %s %s base %s shelf %+v", ch.Name, a.State, a.Base, a.Shelf)
+	}
+
+	// The timer: early does nothing; at its due time the alarm comes back
+	// unacknowledged, and a stale acknowledgement is forgotten.
+	a.Base, a.AckedBy, a.AckedAt = model.StateAckActive, "张伟", tNow
+	exp := Event{Op: OpShelfExpired, Due: a.Shelf.Until}
+	if b, ch := Next(a, exp, a.Shelf.Until.Add(-time.Millisecond), pol); ch.Name != NameNone || ch.Err != nil || !reflect.DeepEqual(b, a) {
+		t.Errorf("early timer: %s %v", ch.Name, ch.Err)
+	}
+	b, ch := Next(a, exp, a.Shelf.Until.Add(time.Hour), pol) // fell due while the centre was down
+	if ch.Name != Unshelved || !ch.Ring || b.State != model.StateUnackActive || b.AckedBy != "" || !b.AckedAt.IsZero() || b.Shelf.On() {
+		t.Errorf("timer: %s ring=%v %s acked by %q at %v, shelf %+v", ch.Name, ch.Ring, b.State, b.AckedBy, b.AckedAt, b.Shelf)
+	}
+
+	// By hand, a returned alarm comes back acknowledged, hence ended, by
+	// whoever unshelved it.
+	c := startAlarm("shelved/unack_rtn", model.L1, true)
+	later := tNow.Add(10 * time.Minute)
+	c, ch = Next(c, Event{Op: OpUnshelve, User: "王建国"}, later, pol)
+	if ch.Name != Cleared || c.AckedBy != "王建国" || !c.AckedAt.Equal(later) || c.ClearedBy != "王建国" || !c.ClearedAt.Equal(later) {
+		t.Errorf("unshelve of a returned alarm: %s acked %q %v cleared %q %v", ch.Name, c.AckedBy, c.AckedAt, c.ClearedBy, c.ClearedAt)
+	}
+
+	// An episode wholly inside a suppression ends with it, by the system.
+	d := startAlarm("suppressed/unack_rtn/unshown", model.L1, true)
+	d, ch = Next(d, event("unsuppress"), later, pol)
+	if ch.Name != Cleared || !d.ClearedAt.Equal(later) || d.ClearedBy != "" || d.AckedBy != "" || d.Unshown {
+		t.Errorf("unsuppress of an unseen episode: %s cleared %v by %q unshown=%v", ch.Name, d.ClearedAt, d.ClearedBy, d.Unshown)
+	}
+
+	// A return under a hold ends the episode underneath, not the alarm.
+	e := startAlarm("out_of_service/ack_active", model.L1, false)
+	e, _ = Next(e, event("return"), tNow, Policy{})
+	if !e.ClearedAt.IsZero() || !e.ReturnedAt.Equal(tRead) || e.Base != model.StateNormal {
+		t.Errorf("return out of service: base %s cleared %v returned %v", e.Base, e.ClearedAt, e.ReturnedAt)
+	}
+
+	for _, c := range []struct {
+		a    Alarm
+		ev   Event
+		pol  Policy
+		want string
+	}{
+		{startAlarm("unack_active", model.L1, true), event("shelve:9h"), pol,
+			"alerting: shelving longer than the limit: 9h0m0s asked, at most 8h0m0s"},
+		{startAlarm("unack_active", model.L1, true), event("shelve"), Policy{},
+			"alerting: shelving longer than the limit: 30m0s asked, at most 0s"},
+		{startAlarm("unack_active", model.L1, true), Event{Op: OpShelve, User: "李明远", Reason: "x", Duration: -time.Minute}, pol,
+			"alerting: invalid action: shelving needs a positive duration, not -1m0s"},
+		{startAlarm("suppressed/unack_active", model.L1, true), event("ack"), pol,
+			"alerting: alarm is not in an ackable state: e01-GT-101.threshold_high.1 is suppressed"},
+		{startAlarm("shelved/unack_active", model.L1, true), event("shelve"), pol,
+			"alerting: alarm is not in a state that can be shelved: e01-GT-101.threshold_high.1 is shelved"},
+		{startAlarm("normal", model.L1, true), event("shelve"), pol,
+			"alerting: alarm is not in a state that can be shelved: e01-GT-101.threshold_high.1 is normal (ended)"},
+		{startAlarm("unack_active", model.L1, true), event("unshelve"), pol,
+			"alerting: alarm is not shelved: e01-GT-101.threshold_high.1 is unack_active"},
+		{startAlarm("suppressed/unack_active", model.L1, true), event("suppress"), pol,
+			"alerting: the action does not apply to the alarm's state: e01-GT-101.threshold_high.1 is suppressed already"},
+		{startAlarm("unack_active", model.L1, true), event("suppress:bad_reason"), pol,
+			`alerting: invalid action: suppression by design is for "suspended" or "maintenance", not "holiday"`},
+	} {
+		if _, ch := Next(c.a, c.ev, tNow, c.pol); ch.Err == nil || ch.Err.Error() != c.want {
+			t.Errorf("%s on %s:\n got %v\nwant %s", c.ev.Op, specOf(c.a), ch.Err, c.want)
+		}
 	}
 }

@@ -188,4 +188,9 @@ func apiRole(r auth.Role) bool {
 // mayAck: every role of SPEC §3's table may acknowledge.
 func mayAck(tok auth.Token) bool { return apiRole(tok.Role) }
 
+// mayShelve: operators and admins (SPEC §3); a duty officer reads,
+// comments and acknowledges as a supervisor, but does not hide alarms from
+// the control room. Unshelving is shelving's own undoing, so the same.
+func mayShelve(tok auth.Token) bool { return tok.Role == auth.Operator || tok.Role == auth.Admin }
+
 const msgForbidden = "无权访问：超出令牌范围 / forbidden: outside your token's scope"

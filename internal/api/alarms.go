@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -251,51 +252,111 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token
 // ackAlarm acknowledges. The answer comes after the Manager has made the
 // event durable, and is the alarm as it is then.
 func (s *Server) ackAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	var req struct {
+		Comment string `json:"comment"`
+	}
+	s.alarmAction(w, r, tok, actAck, mayAck, &req, func(ctx context.Context, id, user string) error {
+		return s.o.Alarms.Ack(ctx, id, user, req.Comment)
+	})
+}
+
+// shelveAlarm shelves for a duration ("30m", Go's notation) of at most the
+// Manager's limit, with a reason (SPEC §3).
+func (s *Server) shelveAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	var req struct {
+		Duration string `json:"duration"`
+		Reason   string `json:"reason"`
+	}
+	s.alarmAction(w, r, tok, actShelve, mayShelve, &req, func(ctx context.Context, id, user string) error {
+		d, err := time.ParseDuration(req.Duration)
+		if err != nil {
+			return fmt.Errorf("%w: duration %q is not a duration such as 30m or 2h", alerting.ErrInvalid, req.Duration)
+		}
+		return s.o.Alarms.Shelve(ctx, id, user, req.Reason, d)
+	})
+}
+
+// unshelveAlarm ends a shelf by hand: the alarm comes back acknowledged by
+// the caller.
+func (s *Server) unshelveAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	var req struct {
+		Comment string `json:"comment"`
+	}
+	s.alarmAction(w, r, tok, actUnshelve, mayShelve, &req, func(ctx context.Context, id, user string) error {
+		return s.o.Alarms.Unshelve(ctx, id, user, req.Comment)
+	})
+}
+
+// alarmActionKind names an operator action in answers and logs.
+type alarmActionKind struct {
+	name     string // for the log
+	zh, en   string // the action, in answers
+	verb     string // what a role may not do, in a 403
+	conflict string // 409: the state does not allow it
+}
+
+var (
+	actAck      = alarmActionKind{"acknowledged", "确认", "acknowledgement", "acknowledge", "当前状态不可确认 / not ackable"}
+	actShelve   = alarmActionKind{"shelved", "搁置", "shelving", "shelve", "当前状态不可搁置 / cannot be shelved"}
+	actUnshelve = alarmActionKind{"unshelved", "解除搁置", "unshelving", "unshelve", "报警未搁置 / not shelved"}
+)
+
+// alarmAction runs one operator action on the alarm of the path: 404 when
+// there is none, 403 outside the caller's scope or role, 400 for a bad body
+// or action, 409 when the alarm's state does not allow it. The answer comes
+// after the Manager has made the event durable, and is the alarm as it is
+// then. req is decoded from the body before do runs.
+func (s *Server) alarmAction(w http.ResponseWriter, r *http.Request, tok auth.Token, kind alarmActionKind,
+	allowed func(auth.Token) bool, req any, do func(ctx context.Context, id, user string) error) {
 	id := r.PathValue("id")
 	a, ok := s.o.Alarms.Get(id)
 	if !ok {
 		writeError(w, http.StatusNotFound, "报警不存在 / no such alarm")
 		return
 	}
-	if !s.coversAlarm(tok, a) || !mayAck(tok) {
+	if !s.coversAlarm(tok, a) {
 		writeError(w, http.StatusForbidden, msgForbidden)
 		return
 	}
-	var req struct {
-		Comment string `json:"comment"`
+	if !allowed(tok) {
+		writeError(w, http.StatusForbidden, "无权"+kind.zh+"：角色 "+string(tok.Role)+" 不可执行 / forbidden: role "+string(tok.Role)+" may not "+kind.verb+" alarms")
+		return
 	}
-	if !readBody(w, r, s.o.MaxBody, &req) {
+	if !readBody(w, r, s.o.MaxBody, req) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), ackTimeout)
 	defer cancel()
 	user := actor(tok)
-	err := s.o.Alarms.Ack(ctx, id, user, req.Comment)
+	err := do(ctx, id, user)
 	switch {
 	case err == nil:
 	case errors.Is(err, alerting.ErrNotFound):
 		writeError(w, http.StatusNotFound, "报警不存在 / no such alarm")
 		return
-	case errors.Is(err, alerting.ErrNotAckable):
+	case errors.Is(err, alerting.ErrWrongState):
 		cur, _ := s.o.Alarms.Get(id)
-		writeError(w, http.StatusConflict, "当前状态不可确认 / not ackable in state "+cur.State.String())
+		writeError(w, http.StatusConflict, kind.conflict+" in state "+cur.State.String()+": "+strings.TrimPrefix(err.Error(), "alerting: "))
+		return
+	case errors.Is(err, alerting.ErrShelveTooLong):
+		writeError(w, http.StatusBadRequest, "搁置时长超过上限 / "+strings.TrimPrefix(err.Error(), "alerting: "))
 		return
 	case errors.Is(err, alerting.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "确认无效 / invalid acknowledgement: "+strings.TrimPrefix(err.Error(), "alerting: "))
+		writeError(w, http.StatusBadRequest, kind.zh+"无效 / invalid "+kind.en+": "+strings.TrimPrefix(err.Error(), "alerting: "))
 		return
 	case errors.Is(err, alerting.ErrStopped), errors.Is(err, context.DeadlineExceeded):
-		// A timed-out acknowledgement may still take effect (the Manager
-		// may have taken it): say so rather than "failed".
-		writeError(w, http.StatusServiceUnavailable, "报警服务繁忙，确认结果未知，请刷新 / alarm service unavailable: the acknowledgement may or may not have taken effect")
+		// A timed-out action may still take effect (the Manager may have
+		// taken it): say so rather than "failed".
+		writeError(w, http.StatusServiceUnavailable, "报警服务繁忙，"+kind.zh+"结果未知，请刷新 / alarm service unavailable: the "+kind.en+" may or may not have taken effect")
 		return
 	case errors.Is(err, context.Canceled):
 		return // the client has gone
 	default:
-		s.log.Error("api: acknowledgement failed", "alarm", id, "user", user, "err", err)
-		writeError(w, http.StatusInternalServerError, "确认失败 / acknowledgement failed")
+		s.log.Error("api: alarm action failed", "action", kind.en, "alarm", id, "user", user, "err", err)
+		writeError(w, http.StatusInternalServerError, kind.zh+"失败 / "+kind.en+" failed")
 		return
 	}
-	s.log.Info("api: alarm acknowledged", "alarm", id, "user", user, "role", tok.Role, "token", tok.ID)
+	s.log.Info("api: alarm "+kind.name, "alarm", id, "user", user, "role", tok.Role, "token", tok.ID)
 	a, _ = s.o.Alarms.Get(id)
 	writeJSON(w, http.StatusOK, a)
 }

@@ -52,6 +52,10 @@ type Alarms interface {
 	Get(id string) (alerting.Alarm, bool)
 	// Ack acknowledges an alarm; it returns once the event is durable.
 	Ack(ctx context.Context, id, user, comment string) error
+	// Shelve hides an alarm for d with a reason, and Unshelve ends the
+	// shelf by hand; both return once the event is durable.
+	Shelve(ctx context.Context, id, user, reason string, d time.Duration) error
+	Unshelve(ctx context.Context, id, user, comment string) error
 	// SubscribeSnapshot returns the open alarms and a channel of every
 	// later event, gapless; a subscriber that falls behind is dropped (its
 	// channel closed).
@@ -239,6 +243,8 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /api/v1/alarms", s.authed(s.listAlarms))
 	mux.HandleFunc("GET /api/v1/alarms/{id}", s.authed(s.getAlarm))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/ack", s.authed(s.ackAlarm))
+	mux.HandleFunc("POST /api/v1/alarms/{id}/shelve", s.authed(s.shelveAlarm))
+	mux.HandleFunc("POST /api/v1/alarms/{id}/unshelve", s.authed(s.unshelveAlarm))
 	mux.HandleFunc("GET /api/v1/ws", s.serveWS)
 	// Anything else under /api/ is a JSON 404 (not the page), or a 405
 	// when the path exists with another method: this catch-all matches

@@ -86,6 +86,21 @@ func TestAuthorisation(t *testing.T) {
 					t.Errorf("not acknowledged by %s: %s", want, body)
 				}
 			}},
+		// After the ack: an acknowledged alarm is shelved, then unshelved
+		// (back acknowledged). Officers may do neither (SPEC §3).
+		{"shelve", "POST", func(name, ent string) string { return "/api/v1/alarms/" + alarms[name][ent].ID + "/shelve" },
+			`{"duration":"30m","reason":"探头受潮"}`,
+			func(t *testing.T, name, _, body string) {
+				if !strings.Contains(body, `"state":"shelved","base_state":"ack_active"`) || !strings.Contains(body, `"by":"`+name+`","reason":"探头受潮"`) {
+					t.Errorf("not shelved by %s: %s", name, body)
+				}
+			}},
+		{"unshelve", "POST", func(name, ent string) string { return "/api/v1/alarms/" + alarms[name][ent].ID + "/unshelve" }, "",
+			func(t *testing.T, name, _, body string) {
+				if !strings.Contains(body, `"state":"ack_active"`) || strings.Contains(body, `"shelf"`) {
+					t.Errorf("not unshelved by %s: %s", name, body)
+				}
+			}},
 		{"sensors?enterprise", "GET", func(_, ent string) string { return "/api/v1/sensors?enterprise=" + ent }, "",
 			func(t *testing.T, _, ent, body string) {
 				if n := strings.Count(body, `"enterprise":"`+ent+`"`); n != len(e.sensorsOf(ent)) {
@@ -117,6 +132,9 @@ func TestAuthorisation(t *testing.T) {
 					if rt.name == "alarms?park" && name == "e01" && want == http.StatusOK {
 						// An enterprise operator may not ask for its whole park.
 						want = http.StatusForbidden
+					}
+					if (rt.name == "shelve" || rt.name == "unshelve") && name == "c01" && want == http.StatusOK {
+						want = http.StatusForbidden // an officer does not shelve
 					}
 					before, _ := e.mgr.Get(alarms[name][ent].ID)
 					got, body := e.do(rt.method, rt.path(name, ent), name, rt.body, nil)
@@ -160,6 +178,8 @@ func TestNotFound(t *testing.T) {
 	for _, c := range []struct{ method, path, name string }{
 		{"GET", "/api/v1/alarms/e01-V101-LT.threshold_high.99", "admin"},
 		{"POST", "/api/v1/alarms/nope/ack", "admin"},
+		{"POST", "/api/v1/alarms/nope/shelve", "admin"},
+		{"POST", "/api/v1/alarms/nope/unshelve", "admin"},
 		{"GET", "/api/v1/sensors/nope/history", "admin"},
 	} {
 		if got, body := e.do(c.method, c.path, c.name, "", nil); got != http.StatusNotFound {
@@ -189,6 +209,8 @@ func TestGatewayTokenRefused(t *testing.T) {
 		{"GET", "/api/v1/alarms", ""},
 		{"GET", "/api/v1/alarms/" + a.ID, ""},
 		{"POST", "/api/v1/alarms/" + a.ID + "/ack", `{"comment":"x"}`},
+		{"POST", "/api/v1/alarms/" + a.ID + "/shelve", `{"duration":"30m","reason":"x"}`},
+		{"POST", "/api/v1/alarms/" + a.ID + "/unshelve", ""},
 	}
 	for _, rt := range routes {
 		var eb errorBody
@@ -257,6 +279,86 @@ func TestAck(t *testing.T) {
 	b := e.raise("e01-V102-LT")
 	if code, body := e.do("POST", "/api/v1/alarms/"+b.ID+"/ack", "c01", "", nil); code != http.StatusOK || !strings.Contains(body, `"acked_by":"officer:c01"`) {
 		t.Errorf("officer's ack: %d %s", code, body)
+	}
+}
+
+// TestShelve: a shelf with its duration, limit and reason; the refusals
+// with their statuses and words; unshelving by hand brings the alarm back
+// acknowledged by whoever unshelved it.
+func TestShelve(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.raise("e01-V101-LT")
+	path := "/api/v1/alarms/" + a.ID + "/shelve"
+
+	for _, c := range []struct {
+		body string
+		want int
+		says string
+	}{
+		{`{"duration":"30m"}`, http.StatusBadRequest, "shelving needs a user and a reason"},
+		{`{"reason":"误报"}`, http.StatusBadRequest, "is not a duration such as 30m"},
+		{`{"duration":"半小时","reason":"误报"}`, http.StatusBadRequest, "is not a duration such as 30m"},
+		{`{"duration":"-5m","reason":"误报"}`, http.StatusBadRequest, "positive duration"},
+		{`{"duration":"9h","reason":"误报"}`, http.StatusBadRequest, "搁置时长超过上限 / shelving longer than the limit: 9h0m0s asked, at most 8h0m0s"},
+		{`{"duration":"30m","reason":"误报","until":"tomorrow"}`, http.StatusBadRequest, "unknown field"},
+		{`{"duration":"30m","reason":"` + strings.Repeat("x", 5000) + `"}`, http.StatusBadRequest, "at most 4000 bytes"},
+	} {
+		got, body := e.do("POST", path, "e01", c.body, nil)
+		if got != c.want || !strings.Contains(body, c.says) {
+			t.Errorf("body %.50q: %d %s; want %d saying %q", c.body, got, body, c.want, c.says)
+		}
+	}
+	if code, body := e.do("POST", path, "c01", `{"duration":"30m","reason":"误报"}`, nil); code != http.StatusForbidden || !strings.Contains(body, "无权搁置：角色 officer 不可执行 / forbidden: role officer may not shelve alarms") {
+		t.Errorf("an officer shelves: %d %s", code, body)
+	}
+	if cur, _ := e.mgr.Get(a.ID); cur.State != model.StateUnackActive {
+		t.Fatalf("refused requests changed the alarm to %s", cur.State)
+	}
+
+	before := time.Now()
+	var got struct {
+		State string `json:"state"`
+		Base  string `json:"base_state"`
+		Shelf struct {
+			Until  time.Time `json:"until"`
+			By     string    `json:"by"`
+			Reason string    `json:"reason"`
+		} `json:"shelf"`
+	}
+	if code, body := e.do("POST", path, "e01", `{"duration":"30m","reason":"液位计检修，读数不可信"}`, &got); code != http.StatusOK {
+		t.Fatalf("shelve: %d %s", code, body)
+	}
+	if got.State != "shelved" || got.Base != "unack_active" || got.Shelf.By != "e01" || got.Shelf.Reason != "液位计检修，读数不可信" ||
+		got.Shelf.Until.Before(before.Add(30*time.Minute)) || got.Shelf.Until.After(time.Now().Add(30*time.Minute)) {
+		t.Errorf("shelved alarm: %+v", got)
+	}
+	cur, _ := e.mgr.Get(a.ID)
+	if last := cur.History[len(cur.History)-1]; last.Event != alerting.Shelved || !last.Due.Equal(got.Shelf.Until) || last.Reason != "液位计检修，读数不可信" {
+		t.Errorf("history: %+v", last)
+	}
+	for _, c := range []struct{ path, body, says string }{
+		{path, `{"duration":"1h","reason":"再搁置"}`, "当前状态不可搁置 / cannot be shelved in state shelved"},
+		{"/api/v1/alarms/" + a.ID + "/ack", "", "当前状态不可确认 / not ackable in state shelved"},
+	} {
+		if code, body := e.do("POST", c.path, "e01", c.body, nil); code != http.StatusConflict || !strings.Contains(body, c.says) {
+			t.Errorf("%s on a shelved alarm: %d %s", c.path, code, body)
+		}
+	}
+
+	// The park's operator unshelves: back acknowledged, by it.
+	unshelve := "/api/v1/alarms/" + a.ID + "/unshelve"
+	if code, body := e.do("POST", unshelve, "p01", `{"comment":"检修完成"}`, nil); code != http.StatusOK ||
+		!strings.Contains(body, `"state":"ack_active"`) || !strings.Contains(body, `"acked_by":"p01"`) {
+		t.Errorf("unshelve: %d %s", code, body)
+	}
+	if code, body := e.do("POST", unshelve, "p01", "", nil); code != http.StatusConflict || !strings.Contains(body, "报警未搁置 / not shelved in state ack_active") {
+		t.Errorf("second unshelve: %d %s", code, body)
+	}
+	// Only what is shown can be shelved: not an alarm that has ended.
+	e.submit(e.transition("e01-V101-LT", false))
+	waitFor(t, "the clear", func() bool { a, _ := e.mgr.Get(a.ID); return a.State == model.StateNormal })
+	if code, body := e.do("POST", path, "admin", `{"duration":"30m","reason":"误报"}`, nil); code != http.StatusConflict {
+		t.Errorf("shelve of an ended alarm: %d %s", code, body)
 	}
 }
 
