@@ -325,7 +325,8 @@ func TestNoSilenceWithoutPollPeriod(t *testing.T) {
 // BenchmarkEval: one reading of each of the demo plant's 63 sensors per
 // cycle, every value inside its limits (the common case) or alternating
 // across H every reading (the worst case: a transition each); then each
-// rule type on its own (rule/…, see benchEvalRules).
+// rule type on its own (rule/…, see benchEvalRules); then the realistic mix
+// of 100 000 sensors beside the naive baseline (mix/…, see benchEvalMix).
 func BenchmarkEval(b *testing.B) {
 	cfg := loadDemo(b)
 	p := cfg.Plant
@@ -371,6 +372,7 @@ func BenchmarkEval(b *testing.B) {
 		})
 	}
 	b.Run("rule", benchEvalRules)
+	b.Run("mix", benchEvalMix)
 }
 
 func noDelays(rs []model.SensorRules) []model.SensorRules {
