@@ -14,12 +14,16 @@ mkdir -p "$HAZARDWATCH_CACHE"
 start=$(date +%s)
 
 # What the tests need beyond Go, installed when missing (InfluxDB is built
-# below): Mosquitto (the external-broker test of ingest) and Chromium (the
-# browser test of the control-room page; CJK fonts so its screenshots are
-# legible) from Debian, playwright-core to drive Chromium from npm (into
-# the cache).
+# below): Mosquitto (the external-broker test of ingest; the compose
+# deployment's Mosquitto configuration, with mosquitto_sub for its health
+# check), docker-compose (`docker-compose config` validates
+# docker-compose.yml without a Docker engine) and Chromium (the browser
+# test of the control-room page; CJK fonts so its screenshots are legible)
+# from Debian, playwright-core to drive Chromium from npm (into the cache).
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
 		echo "== installing ${need[*]}"
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 	else
-		echo "missing ${need[*]}: install them (sudo apt-get install -y ${need[*]}) or the browser test skips"
+		echo "missing ${need[*]}: install them (sudo apt-get install -y ${need[*]}) or the tests that need them skip"
 	fi
 fi
 if command -v npm >/dev/null 2>&1 && [ ! -d "$HAZARDWATCH_CACHE/node/node_modules/playwright-core" ]; then

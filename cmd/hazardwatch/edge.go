@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -54,9 +55,14 @@ Runs the plant simulator: one Modbus TCP server per device of the plant, on
 the device's configured address, serving values that follow the scenario
 (scenario.yaml beside the plant files): noise, a slow toxic leak, a tank
 overfill, a pressure surge, a detector fault, power drawn under a stop
-order, a device going silent. It repeats until stopped.`, stderr)
+order, a device going silent. It repeats until stopped.
+
+In a container, --listen-host 0.0.0.0 keeps each device's port and listens
+on every interface; gateways then reach the devices with --device
+DEVICE=HOST:PORT.`, stderr)
 	cfgDir := configFlag(fs)
 	scenario := fs.String("scenario", "", "scenario file, relative to the config folder (default scenario.yaml)")
+	listenHost := fs.String("listen-host", "", "listen on this host with each device's configured port, e.g. 0.0.0.0 in a container (default: each device's configured address)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -72,9 +78,14 @@ order, a device going silent. It repeats until stopped.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch simulate: %v\n", err)
 		return exitFailure
 	}
+	listen, err := listenOnHost(cfg.Plant, *listenHost)
+	if err != nil {
+		fmt.Fprintf(stderr, "hazardwatch simulate: %v\n", err)
+		return exitFailure
+	}
 	ctx, stop := signalContext()
 	defer stop()
-	s, err := sim.New(cfg.Plant, sc, sim.Options{Logger: log})
+	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch simulate: %v\n", err)
 		return exitFailure
@@ -94,6 +105,30 @@ order, a device going silent. It repeats until stopped.`, stderr)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// listenOnHost maps every Modbus TCP device of the plant to host and the
+// port of its configured address: the devices' addresses in the plant
+// files are what gateways dial (loopback in the demo), which a simulator
+// in a container of its own cannot bind. Empty host: no mapping.
+func listenOnHost(p *model.Plant, host string) (map[string]string, error) {
+	if host == "" {
+		return nil, nil
+	}
+	listen := map[string]string{}
+	for _, g := range p.Gateways {
+		for _, d := range g.Devices {
+			if d.Transport != model.ModbusTCP {
+				continue
+			}
+			_, port, err := net.SplitHostPort(d.Address)
+			if err != nil {
+				return nil, fmt.Errorf("--listen-host: device %s of %s: address %q: %w", d.ID, g.ID, d.Address, err)
+			}
+			listen[g.ID+"/"+d.ID] = net.JoinHostPort(host, port)
+		}
+	}
+	return listen, nil
 }
 
 func runGateway(args []string, stdout, stderr io.Writer) int {
