@@ -77,6 +77,7 @@ type Manager struct {
 	// too, so a subscription and a snapshot taken together are exact.
 	mu      sync.RWMutex
 	alarms  map[string]Alarm
+	met     metrics
 	lastSeq uint64
 	subs    map[*subscriber]struct{}
 	stopped bool
@@ -123,6 +124,7 @@ func New(o Options) (*Manager, error) {
 		slots:  make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
 		alarms: map[string]Alarm{},
 		subs:   map[*subscriber]struct{}{},
+		met:    newMetrics(),
 	}
 	for i := range m.scope {
 		m.scope[i] = map[string]uint64{}
@@ -592,6 +594,7 @@ func (m *Manager) apply(ev Event, deliver bool) {
 	m.alarms[a.ID] = a
 	m.lastSeq = m.global
 	if deliver {
+		m.met.events.WithLabelValues(ev.Name.String()).Inc()
 		for s := range m.subs {
 			select {
 			case s.ch <- ev:

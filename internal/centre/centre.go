@@ -125,6 +125,9 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Log: alog, Clock: o.Clock, Logger: o.Logger}); err != nil {
 		return nil, err
 	}
+	if err := c.reg.Register(c.alarms.Collector()); err != nil {
+		return nil, fmt.Errorf("centre: alarm metrics: %w", err)
+	}
 	c.goRun("alarms", func() error { return c.alarms.Run(runCtx) })
 	select {
 	case <-c.alarms.Ready():
