@@ -62,7 +62,9 @@ type Alarms interface {
 	SubscribeSnapshot(buffer int) (alerting.Snapshot, <-chan alerting.Event, func())
 }
 
-// History answers the history of one sensor (store.Store).
+// History answers the history of one sensor: store.Store, or
+// influx.History when InfluxDB is configured, with the same answers and
+// the same errors (store.ErrBadRange for a bad range).
 type History interface {
 	History(ctx context.Context, sensor string, from, to time.Time, step time.Duration) ([]store.Bucket, error)
 }

@@ -57,25 +57,28 @@ type Options struct {
 
 	// Influx, when its URL is set, writes history to InfluxDB as well
 	// (SPEC §3's reading and alarm_event measurements), fed by durable
-	// consumers of its own on READINGS and ALARMS. The centre fills in
-	// Plant, Registerer and Logger.
+	// consumers of its own on READINGS and ALARMS; the API's history then
+	// reads from it (influx.History) instead of the embedded store, which
+	// is still written. The centre fills in Plant, Registerer and Logger.
 	Influx influx.Options
 }
 
 // Centre is a running centre.
 type Centre struct {
-	o        Options
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	bus      *bus.Server
-	nc       *nats.Conn
-	alarms   *alerting.Manager
-	hist     *store.Store
-	ingest   *ingest.Ingest
-	api      *api.Server
-	http     *http.Server
-	httpAddr string
-	tokens   *auth.Store
+	o      Options
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	bus    *bus.Server
+	nc     *nats.Conn
+	alarms *alerting.Manager
+	hist   *store.Store
+	// influxHist answers the API's history when InfluxDB is configured.
+	influxHist *influx.History
+	ingest     *ingest.Ingest
+	api        *api.Server
+	http       *http.Server
+	httpAddr   string
+	tokens     *auth.Store
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,9 +188,19 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		}
 	}
 
+	// The API reads history from InfluxDB when it is configured, from the
+	// embedded store otherwise; the store is written either way.
+	var history api.History = c.hist
+	if o.Influx.URL != "" {
+		if c.influxHist, err = influx.NewHistory(o.Influx); err != nil {
+			return nil, err
+		}
+		history = c.influxHist
+		o.Logger.Info("API history read from InfluxDB", "url", o.Influx.URL, "bucket", orString(o.Influx.Bucket, influx.DefaultBucket))
+	}
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
-		Alarms: c.alarms, History: c.hist, Latest: lat, Readings: fd,
+		Alarms: c.alarms, History: history, Latest: lat, Readings: fd,
 		Checks: []api.Check{
 			{Name: "nats", Ready: c.bus.Ready},
 			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},
@@ -284,6 +297,9 @@ func (c *Centre) Close() error {
 	c.wg.Wait()
 	if c.hist != nil {
 		errs = append(errs, c.hist.Close())
+	}
+	if c.influxHist != nil {
+		errs = append(errs, c.influxHist.Close())
 	}
 	if c.nc != nil {
 		c.nc.Close()
