@@ -225,6 +225,9 @@ func message(a *Alarm, at time.Time) string {
 		}
 		return fmt.Sprintf("%s趋势预警：预计%s达到%s (%s) %s，当前 %s / %s trend prewarning: expected to reach %s %s%s, now %s",
 			name, inZh, zh, a.LimitKind, lim, v, id, lk, lim, inEn, v)
+	case model.Voted:
+		return fmt.Sprintf("%s所在区域表决确认报警：%s 台检测器报警（表决 %s 台） / gas alarm confirmed by vote at %s: %s detectors in alarm (vote %s)",
+			name, num(a.Value), num(a.Limit), id, num(a.Value), num(a.Limit))
 	case model.Frozen:
 		return fmt.Sprintf("%s数值冻结故障：%s 已 %s s 未变化 / %s frozen value: %s unchanged for %s s",
 			name, v, num(a.Limit), id, v, num(a.Limit))

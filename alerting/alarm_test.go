@@ -66,6 +66,11 @@ func TestMessage(t *testing.T) {
 			"氯化厂房氧含量欠氧报警 (L)：19.2 %VOL，报警值 19.5 %VOL / e03-AT-501 oxygen deficiency alarm (L): 19.2 %VOL, limit 19.5 %VOL", time.Time{},
 		},
 		{
+			Alarm{Class: model.ClassAlarm, Kind: model.GasToxic, Rule: model.Voted, Level: model.L2,
+				SensorName: "液氯储罐区东侧氯气检测器", Source: Source{Sensor: "e01-GT-101"}, Value: 2, Limit: 2},
+			"液氯储罐区东侧氯气检测器所在区域表决确认报警：2 台检测器报警（表决 2 台） / gas alarm confirmed by vote at e01-GT-101: 2 detectors in alarm (vote 2)", time.Time{},
+		},
+		{
 			Alarm{Class: model.ClassOffline, Kind: model.GasToxic, Rule: model.Silent,
 				SensorName: "液氯储罐区东侧氯气检测器", Source: Source{Sensor: "e01-GT-101"}, Unit: "s", Value: 5, Limit: 5},
 			"液氯储罐区东侧氯气检测器离线：5 s 无数据（限值 5 s） / e01-GT-101 offline: no data for 5 s (limit 5 s)", time.Time{},

@@ -649,8 +649,8 @@ func (m *Manager) template(t model.Transition) Alarm {
 		unit = "s"
 	case model.RateRise, model.RateFall:
 		unit = s.Unit + "/min"
-	case model.BadQuality:
-		unit = "" // a count of readings
+	case model.BadQuality, model.Voted:
+		unit = "" // a count of readings, of detectors
 	}
 	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
 }

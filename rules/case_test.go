@@ -26,6 +26,8 @@ import (
 //	                frozen duration=D [epsilon=V]
 //	                out_of_range on|off       (default on)
 //	                bad_quality N             (default 3; 0 off)
+//	              and, anywhere (the sensors may come later):
+//	                group NAME k=K sensors=A,B,C   a voting group; A carries its alarm
 //	readings.txt  what happens, in order, one line each:
 //	                sensor NAME               following readings are NAME's
 //	                TS VALUE [good|uncertain|bad] [r=REASON] [late]   VALUE "-" for none
@@ -110,6 +112,13 @@ func formatTransition(p *model.Plant, t model.Transition) string {
 func loadCase(t *testing.T, dir string) *ruleCase {
 	t.Helper()
 	c := &ruleCase{plant: &model.Plant{}, byName: map[string]int32{}}
+	type group struct {
+		line    int
+		name    string
+		k       int
+		sensors []string
+	}
+	var groups []group
 	addSensor := func(name string, pollMS int64) {
 		i := int32(len(c.plant.Sensors))
 		c.byName[name] = i
@@ -135,6 +144,24 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 				poll = d.Milliseconds()
 			}
 			addSensor(f[1], poll)
+			return
+		}
+		if f[0] == "group" {
+			g := group{line: n}
+			for _, o := range f[1:] {
+				switch k, v, _ := strings.Cut(o, "="); k {
+				case "k":
+					g.k = int(parseInt(t, v))
+				case "sensors":
+					g.sensors = strings.Split(v, ",")
+				default:
+					if g.name != "" {
+						bad("want group NAME k=K sensors=A,B,C, got %q", o)
+					}
+					g.name = o
+				}
+			}
+			groups = append(groups, g)
 			return
 		}
 		if len(c.plant.Sensors) == 0 {
@@ -229,6 +256,19 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 	})
 	if len(c.plant.Sensors) == 0 {
 		addSensor("s1", 1000)
+	}
+	for _, g := range groups {
+		v := model.VoteRule{Name: g.name, K: g.k}
+		for _, name := range g.sensors {
+			i, ok := c.byName[name]
+			if !ok {
+				t.Fatalf("%s:%d: no sensor %q", filepath.Join(dir, "rules.txt"), g.line, name)
+			}
+			v.Members = append(v.Members, i)
+		}
+		for _, i := range v.Members {
+			c.rules[i].Vote = v
+		}
 	}
 	c.plant.Index()
 	cur := int32(0)

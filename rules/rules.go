@@ -23,6 +23,7 @@
 //	out_of_range        fault       outside the instrument's range, or marked so (fault.go)
 //	bad_quality         fault       N bad readings in a row (fault.go)
 //	silent              offline     no reading for N poll periods (Tick)
+//	voted               alarm (L2)  k of a voting group's n detectors in alarm (vote.go)
 //
 // Thresholds, silence and the two quality faults are evaluated for every
 // sensor; rate, prediction and frozen only for sensors that configure them,
@@ -111,6 +112,10 @@ type sensorState struct {
 	hi, lo                                   cond
 	// Indexes into the engine's side tables; -1 when the rule is off.
 	rate, pred, frozen int32
+	// group is the sensor's voting group (-1: none) and vote whether the
+	// group counts it now (vote.go).
+	group int32
+	vote  bool
 }
 
 // Engine evaluates the rules of every sensor of one plant.
@@ -127,6 +132,7 @@ type Engine struct {
 	preds  []predState
 	frozen []frozenState
 	pts    []point
+	groups []voteGroup
 
 	outOfOrder, unknown atomic.Uint64
 }
@@ -151,7 +157,7 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 			lastTS: never, qualTS: never, heard: never, hi: newCond(), lo: newCond(),
 			oorOn: rs.OutOfRange, badLimit: int32(min(max(rs.BadQuality, 0), 1<<30)),
 			checkRange: s.RangeMax > s.RangeMin, rangeLo: s.RangeMin, rangeHi: s.RangeMax,
-			rate: -1, pred: -1, frozen: -1,
+			rate: -1, pred: -1, frozen: -1, group: -1,
 		}
 		if rs.Rate.On() {
 			st.rate = int32(len(e.rates))
@@ -170,6 +176,7 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 		e.st[i] = st
 	}
 	e.pts = make([]point, npts)
+	e.initGroups()
 	return e
 }
 
@@ -262,11 +269,11 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	// v != v is NaN: telemetry rejects non-finite values, but a NaN here
 	// would compare as "inside every limit" and return alarms.
 	if r.Quality == model.Bad || !r.HasValue || r.Value != r.Value {
-		return out
+		return e.voted(st, r, out)
 	}
 	if r.TS <= st.lastTS {
 		e.outOfOrder.Add(1)
-		return out
+		return e.voted(st, r, out)
 	}
 	st.lastTS = r.TS
 	rs := &e.rules[i]
@@ -281,7 +288,7 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	if st.frozen >= 0 {
 		out = evalFrozen(&e.frozen[st.frozen], &rs.Frozen, r, out)
 	}
-	return out
+	return e.voted(st, r, out)
 }
 
 // Tick raises `offline` for every sensor not heard from for its silence
@@ -321,11 +328,19 @@ func (e *Engine) Tick(now time.Time, out []model.Transition) []model.Transition 
 // a rule the sensor does not have) are ignored and reported false. A
 // seeded rate or prediction returns once its window shows it over; a
 // seeded frozen fault at the first change of value after the first
-// reading; the quality faults on the first good reading.
+// reading; the quality faults on the first good reading; a voting group's
+// alarm (on its first member) at the first reading of a member once fewer
+// than K members vote.
 func (e *Engine) Assume(t model.Transition) bool {
 	if t.Sensor < 0 || int(t.Sensor) >= len(e.st) {
 		return false
 	}
+	ok := e.assume(t)
+	e.recount(&e.st[t.Sensor])
+	return ok
+}
+
+func (e *Engine) assume(t model.Transition) bool {
 	st := &e.st[t.Sensor]
 	rs := &e.rules[t.Sensor]
 	switch t.Rule {
@@ -372,6 +387,8 @@ func (e *Engine) Assume(t model.Transition) bool {
 			st.badRun = st.badLimit
 		}
 		return true
+	case model.Voted:
+		return e.assumeVoted(st, t)
 	}
 	return false
 }

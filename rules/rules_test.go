@@ -93,6 +93,9 @@ func TestEvalAllocations(t *testing.T) {
 	// and returns (see trip): no allocation for any of them.
 	p, rs = oneSensor(allRules)
 	p.Sensors[0].RangeMin, p.Sensors[0].RangeMax = 0, 25
+	// A voting group of one (1oo1; the rule files want two or more), so
+	// that the group's alarm raises and returns with the sensor's.
+	rs[0].Vote = model.VoteRule{Name: "g", K: 1, Members: []int32{0}}
 	e = New(p, rs)
 	cycle := trip()
 	var raised, returned [model.NumRuleKinds]int
@@ -114,7 +117,7 @@ func TestEvalAllocations(t *testing.T) {
 		t.Errorf("every rule: %v allocations, want 0", every)
 	}
 	for _, r := range []model.RuleKind{model.ThresholdHigh, model.RateRise, model.RateFall, model.PredictHigh,
-		model.Frozen, model.OutOfRange, model.BadQuality} {
+		model.Frozen, model.OutOfRange, model.BadQuality, model.Voted} {
 		if raised[r] == 0 || returned[r] == 0 {
 			t.Errorf("%s: %d raised, %d returned over %d cycles: the measure missed it", r, raised[r], returned[r], k/len(cycle))
 		}
@@ -453,5 +456,44 @@ func benchEvalRules(b *testing.B) {
 			}
 			b.ReportMetric(float64(transitions)/float64(b.N), "transitions/op")
 		})
+	}
+}
+
+// TestAssumeVoted: a group's alarm seeded at start returns at the first
+// reading of a member once fewer than K vote, and stays when they still do.
+func TestAssumeVoted(t *testing.T) {
+	p := &model.Plant{Gateways: []model.Gateway{{ID: "gw", PollPeriodMS: 1000}}}
+	for _, id := range []string{"a", "b", "c"} {
+		p.Sensors = append(p.Sensors, model.Sensor{ID: id, Gateway: 0, Device: -1, HazardSource: -1})
+	}
+	p.Index()
+	g := model.VoteRule{Name: "g", K: 2, Members: []int32{0, 1, 2}}
+	rs := []model.SensorRules{gasRules, gasRules, gasRules}
+	for i := range rs {
+		rs[i].Vote, rs[i].OnDelayMS = g, 0
+	}
+	seed := func(e *Engine) {
+		for _, tr := range []model.Transition{
+			{Sensor: 0, Rule: model.ThresholdHigh, Class: model.ClassAlarm, Level: model.L1, Active: true, Limit: 25},
+			{Sensor: 1, Rule: model.ThresholdHigh, Class: model.ClassAlarm, Level: model.L1, Active: true, Limit: 25},
+			{Sensor: 0, Rule: model.Voted, Class: model.ClassAlarm, Level: model.L2, Active: true, Limit: 2},
+		} {
+			if !e.Assume(tr) {
+				t.Fatalf("Assume(%+v) = false", tr)
+			}
+		}
+	}
+	e := New(p, rs)
+	if e.Assume(model.Transition{Sensor: 1, Rule: model.Voted, Active: true}) {
+		t.Error("a group's alarm seeded on a member that does not carry it was accepted")
+	}
+	seed(e)
+	out := e.Eval(model.Reading{SensorIdx: 1, TS: 1000, Value: 30, HasValue: true}, nil)
+	if len(out) != 0 {
+		t.Errorf("still two votes: %+v, want nothing", out)
+	}
+	out = e.Eval(model.Reading{SensorIdx: 1, TS: 2000, Value: 5, HasValue: true}, nil)
+	if len(out) != 2 || out[1].Rule != model.Voted || out[1].Active || out[1].Sensor != 0 {
+		t.Errorf("b returned: %+v, want b's return and the group's on a", out)
 	}
 }

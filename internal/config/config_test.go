@@ -341,3 +341,55 @@ sensors:
 		}
 	}
 }
+
+// TestVoting: a voting group's members carry it, in the file's order, and a
+// sensor in no group carries none; a member without an H or HH limit is a
+// warning.
+func TestVoting(t *testing.T) {
+	plant, err := os.ReadFile(filepath.Join(testdata, "broken", "voting", "plant.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := []byte(`kind: rules
+kinds:
+  gas_combustible:
+    limits: {H: 25%LEL, HH: 50%LEL}
+sensors:
+  e1-CH4-3:
+    limits: {H: ~, HH: ~}
+voting:
+  area1:
+    sensors: [e1-CH4-2, e1-CH4, e1-CH4-3]
+    k: 2
+`)
+	cfg, err := config.Load([]config.File{{Name: "plant.yaml", Data: plant}, {Name: "rules.yaml", Data: rules}}, reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := func(id string) int32 {
+		i, ok := cfg.Plant.SensorIndex(id)
+		if !ok {
+			t.Fatalf("no sensor %s", id)
+		}
+		return i
+	}
+	want := []int32{idx("e1-CH4-2"), idx("e1-CH4"), idx("e1-CH4-3")}
+	for _, i := range want {
+		v := cfg.Rules[i].Vote
+		if v.Name != "area1" || v.K != 2 || !slices.Equal(v.Members, want) {
+			t.Errorf("%s: vote %+v, want area1, k 2, members %v", cfg.Plant.Sensors[i].ID, v, want)
+		}
+	}
+	for _, id := range []string{"e1-LT1", "e1-CL1"} {
+		if v := cfg.Rules[idx(id)].Vote; v.On() {
+			t.Errorf("%s: vote %+v, want none", id, v)
+		}
+	}
+	warned := false
+	for _, w := range cfg.Warnings {
+		warned = warned || w.Error() == "rules.yaml:10:33: voting.area1.sensors[2]: sensor e1-CH4-3 has no H or HH limit: it can never vote"
+	}
+	if !warned {
+		t.Errorf("no warning about a member without a high limit: %v", cfg.Warnings)
+	}
+}

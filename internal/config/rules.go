@@ -76,7 +76,91 @@ func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 	for si := range p.Sensors {
 		out[si] = l.sensorRules(&p.Sensors[si], pollPeriod(p, &p.Sensors[si]), &l.sensorDocs[si].ID, kindRules[p.Sensors[si].Kind], sensorRules[int32(si)])
 	}
+	l.compileVoting(p, out)
 	return out
+}
+
+// compileVoting checks the voting groups of every rules file and gives
+// each member's rules its group. A group has two or more gas detectors
+// (gas_combustible or gas_toxic) of one kind, each in no other group, and
+// 1 ≤ k ≤ its number of sensors; its first sensor carries its alarm.
+func (l *loader) compileVoting(p *model.Plant, out []model.SensorRules) {
+	names := map[string]*votingDoc{}
+	member := map[int32]*string{} // sensor → where it joined a group
+	for _, d := range l.rules {
+		for i := range d.Voting {
+			v := &d.Voting[i]
+			if first, dup := names[v.Name]; dup {
+				l.errorf(&v.Name, "voting group %s is already given at %s", v.Name, where(l.at(&first.Name)))
+				continue
+			}
+			names[v.Name] = v
+			g := model.VoteRule{Name: v.Name, K: v.K}
+			ok := true
+			var kind model.Kind
+			gas := ""
+			for j := range v.Sensors {
+				id := &v.Sensors[j]
+				si, found := p.SensorIndex(*id)
+				if !found {
+					ok = false
+					ids := make([]string, len(p.Sensors))
+					for i, s := range p.Sensors {
+						ids[i] = s.ID
+					}
+					if s := Suggest(*id, ids); s != "" {
+						l.errorf(id, "no sensor %q (did you mean %s?)", *id, s)
+					} else {
+						l.errorf(id, "no sensor %q in the plant files", *id)
+					}
+					continue
+				}
+				s := &p.Sensors[si]
+				if first, dup := member[si]; dup {
+					ok = false
+					l.errorf(id, "sensor %s is already in a voting group at %s: a sensor may vote in one group only", *id, where(l.at(first)))
+					continue
+				}
+				member[si] = id
+				switch {
+				case s.Kind != model.GasCombustible && s.Kind != model.GasToxic:
+					ok = false
+					l.errorf(id, "sensor %s is %s: only gas_combustible and gas_toxic detectors vote", *id, s.Kind)
+					continue
+				case len(g.Members) > 0 && s.Kind != kind:
+					ok = false
+					l.errorf(id, "sensor %s is %s but the group's first sensor is %s: a group's detectors are of one kind", *id, s.Kind, kind)
+					continue
+				}
+				kind = s.Kind
+				if s.Gas != nil {
+					if gas != "" && s.Gas.CAS != gas {
+						l.warnf(id, "sensor %s detects %s but the group's first sensor detects %s: do they watch the same gas?", *id, s.Gas.CAS, gas)
+					} else if gas == "" {
+						gas = s.Gas.CAS
+					}
+				}
+				if lim := out[si].Limits; !lim[model.H].Set && !lim[model.HH].Set {
+					l.warnf(id, "sensor %s has no H or HH limit: it can never vote", *id)
+				}
+				g.Members = append(g.Members, si)
+			}
+			switch n := len(v.Sensors); {
+			case n < 2:
+				ok = false
+				l.errorf(&v.Sensors, "a voting group needs at least two sensors, not %d", n)
+			case v.K < 1 || v.K > n:
+				ok = false
+				l.errorf(&v.K, "must be 1-%d (the group's sensors), not %d", n, v.K)
+			}
+			if !ok {
+				continue
+			}
+			for _, si := range g.Members {
+				out[si].Vote = g
+			}
+		}
+	}
 }
 
 // pollPeriod is the sensor's device's poll period (the gateway's when the

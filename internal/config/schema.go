@@ -138,9 +138,17 @@ type gasDoc struct {
 }
 
 type rulesDoc struct {
-	Kind    string    `yaml:"kind" hw:"required"`
-	Kinds   []ruleDoc `yaml:"kinds"`
-	Sensors []ruleDoc `yaml:"sensors"`
+	Kind    string      `yaml:"kind" hw:"required"`
+	Kinds   []ruleDoc   `yaml:"kinds"`
+	Sensors []ruleDoc   `yaml:"sensors"`
+	Voting  []votingDoc `yaml:"voting"`
+}
+
+// votingDoc is a k-out-of-n voting group of gas detectors, by name.
+type votingDoc struct {
+	Name    string   `hw:"key"`
+	Sensors []string `yaml:"sensors" hw:"required"`
+	K       int      `yaml:"k" hw:"required"`
 }
 
 type ruleDoc struct {

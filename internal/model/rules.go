@@ -80,7 +80,28 @@ type SensorRules struct {
 	// BadQuality raises a `fault` after this many bad readings in a row;
 	// 0 turns it off.
 	BadQuality int
+	// Vote makes the sensor a member of a k-out-of-n voting group of gas
+	// detectors; off at its zero value.
+	Vote VoteRule
 }
+
+// VoteRule is a voting group (表决, k-out-of-n) of gas detectors in one
+// area: when K members have their high alarm (H or HH) raised and no
+// sensor fault, the group raises one confirmed alarm (rule Voted, class
+// alarm, level L2) on its first member. Every member's rules carry the
+// same group.
+type VoteRule struct {
+	// Name is the group's name in the rule files.
+	Name string
+	// K is how many members must agree, 1 ≤ K ≤ len(Members).
+	K int
+	// Members are the sensor indexes of the group, in the file's order;
+	// Members[0] carries the group's alarm.
+	Members []int32
+}
+
+// On reports whether the sensor is in a voting group.
+func (v VoteRule) On() bool { return len(v.Members) > 0 }
 
 // RateRule raises a `prewarning` when the value changes faster than a rate:
 // the change between the newest reading and the newest one at least
@@ -182,12 +203,13 @@ const (
 	Frozen      // the same value for too long (fault)
 	OutOfRange  // outside the instrument's range, or marked so (fault)
 	BadQuality  // bad readings in a row (fault)
+	Voted       // K detectors of a voting group in alarm (alarm, L2; on the group's first sensor)
 	NumRuleKinds
 )
 
 var ruleNames = [NumRuleKinds]string{
 	"threshold_high", "threshold_low", "silent", "rate_rise", "rate_fall",
-	"predict_high", "predict_low", "frozen", "out_of_range", "bad_quality",
+	"predict_high", "predict_low", "frozen", "out_of_range", "bad_quality", "voted",
 }
 
 func (r RuleKind) String() string {
@@ -219,6 +241,7 @@ type Transition struct {
 	//   out_of_range  the reading (0 without one) and the range end it passed
 	//   bad_quality   the bad readings in a row and the configured count
 	//   silent        the seconds of silence and the window, in seconds
+	//   voted         the members voting and the group's K
 	Value, Limit float64
 	// TS is when the condition started or ended: the reading's time, or for
 	// Silent the time the silence was noticed. Unix milliseconds.
