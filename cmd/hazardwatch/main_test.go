@@ -80,6 +80,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "--help"}, exitOK, "-influx-bucket string", ""},
 		{[]string{"serve", "--influx-url", "127.0.0.1:8086"}, exitUsage, "", `--influx-url "127.0.0.1:8086": want http://host:port`},
 		{[]string{"serve", "--influx-bucket", "db/rp", "--influx-org", "o"}, exitUsage, "", "--influx-bucket, --influx-org without --influx-url"},
+		{[]string{"serve", "--influx-url", "http://127.0.0.1:8086", "--influx-retention", "30m"}, exitUsage, "", "--influx-retention 30m0s: InfluxDB keeps data at least 1h0m0s"},
 		{[]string{"gateway"}, exitUsage, "", "--id is required"},
 		{[]string{"gateway", "--id", "gw-nope"}, exitUsage, "", `"gw-nope" is not a gateway`},
 		{[]string{"gateway", "--id", "gw-e01-1", "--device", "oops"}, exitUsage, "", "want DEVICE=HOST:PORT"},

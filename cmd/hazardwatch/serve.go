@@ -46,7 +46,9 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	retention := fs.Duration("retention", 0, "how long history is kept (default 720h: 30 days)")
 	influxURL := fs.String("influx-url", "", "also write history to this InfluxDB (http://host:8086): 2.x, or 1.8 through its /api/v2 endpoints")
 	influxToken := fs.String("influx-token", "", "InfluxDB token: a 2.x API token, or user:password for 1.8 (default $"+envInfluxToken+"; the environment keeps it out of the process list)")
-	influxBucket := fs.String("influx-bucket", influx.DefaultBucket, "InfluxDB bucket; for 1.8 database/retention-policy. It must exist")
+	influxBucket := fs.String("influx-bucket", influx.DefaultBucket, "InfluxDB bucket; for 1.8 database/retention-policy, created at start when missing (with --influx-retention)")
+	influxRetention := fs.Duration("influx-retention", influx.DefaultRetention, "InfluxDB 1.8: duration of the retention policy created at start when the bucket's is missing (at least 1h; DOMAIN.md asks for at least 720h, a shorter one logs a warning)")
+	influxAlter := fs.Bool("influx-alter-retention", false, "InfluxDB 1.8: also set --influx-retention on the bucket's policy when it exists already (autogen keeps data for ever)")
 	influxOrg := fs.String("influx-org", "", "InfluxDB 2.x organisation (1.8 ignores it)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
@@ -56,7 +58,7 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
 		return exitUsage
 	}
-	if msg := checkInfluxFlags(fs, *influxURL); msg != "" {
+	if msg := checkInfluxFlags(fs, *influxURL, *influxRetention); msg != "" {
 		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
 		return exitUsage
 	}
@@ -81,7 +83,8 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	defer stop()
 	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
 		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
-		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg}})
+		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
+			Retention: *influxRetention, AlterRetention: *influxAlter}})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
@@ -106,7 +109,7 @@ const envInfluxToken = "HAZARDWATCH_INFLUX_TOKEN"
 
 // checkInfluxFlags checks the InfluxDB flags together; it returns what is
 // wrong, or "".
-func checkInfluxFlags(fs *flag.FlagSet, rawURL string) string {
+func checkInfluxFlags(fs *flag.FlagSet, rawURL string, retention time.Duration) string {
 	if rawURL == "" {
 		var set []string
 		fs.Visit(func(f *flag.Flag) {
@@ -122,6 +125,9 @@ func checkInfluxFlags(fs *flag.FlagSet, rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Sprintf("--influx-url %q: want http://host:port or https://host:port", rawURL)
+	}
+	if retention < influx.MinRetention {
+		return fmt.Sprintf("--influx-retention %s: InfluxDB keeps data at least %s (DOMAIN.md asks for 720h)", retention, influx.MinRetention)
 	}
 	return ""
 }

@@ -50,6 +50,7 @@ func (c *Centre) startInflux(ctx context.Context, runCtx context.Context, js jet
 	if err != nil {
 		return err
 	}
+	c.ensureInfluxBucket(ctx, runCtx, o)
 	c.goRun("influx writer", func() error { return w.Run(runCtx) })
 
 	plant := c.o.Config.Plant
@@ -99,6 +100,54 @@ func (c *Centre) startInflux(ctx context.Context, runCtx context.Context, js jet
 	c.goRun("influx monitor", func() error { rf.monitor(runCtx); return nil })
 	o.Logger.Info("history written to InfluxDB too", "url", o.URL, "bucket", orString(o.Bucket, influx.DefaultBucket), "org", o.Org)
 	return nil
+}
+
+// influxEnsureTimeout bounds the first attempt of EnsureBucket at start;
+// influxEnsureRetry is the longest wait between the later ones.
+const (
+	influxEnsureTimeout = 10 * time.Second
+	influxEnsureRetry   = 30 * time.Second
+)
+
+// ensureInfluxBucket creates the bucket's database and retention policy on
+// an InfluxDB 1.x when they are missing (influx.EnsureBucket), once at
+// start. When InfluxDB cannot be reached it tries again in the background,
+// with a backoff, until it can or the centre stops; nothing of it ever
+// stops the centre, and the writer retries its writes meanwhile.
+func (c *Centre) ensureInfluxBucket(ctx, runCtx context.Context, o influx.Options) {
+	retention := o.Retention
+	if retention <= 0 {
+		retention = influx.DefaultRetention
+	}
+	if retention < influx.DefaultRetention {
+		o.Logger.Warn("InfluxDB retention shorter than the 30 days DOMAIN.md asks for (electronic records kept at least 30 days)",
+			"retention", retention)
+	}
+	first, cancel := context.WithTimeout(ctx, influxEnsureTimeout)
+	err := influx.EnsureBucket(first, o)
+	cancel()
+	if err == nil {
+		return
+	}
+	o.Logger.Warn("InfluxDB database and retention policy not checked yet; trying again in the background", "err", err)
+	c.goRun("influx bucket", func() error {
+		wait := time.Second
+		for {
+			select {
+			case <-runCtx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			attempt, cancel := context.WithTimeout(runCtx, influxEnsureTimeout)
+			err := influx.EnsureBucket(attempt, o)
+			cancel()
+			if err == nil || runCtx.Err() != nil {
+				return nil
+			}
+			o.Logger.Debug("InfluxDB database and retention policy still not checked", "err", err)
+			wait = min(2*wait, influxEnsureRetry)
+		}
+	})
 }
 
 func orString(s, def string) string {

@@ -73,9 +73,16 @@ type Options struct {
 	// Org is the 2.x organisation; 1.8 ignores it.
 	Org string
 	// Bucket: a 2.x bucket, or for 1.8 "database/retention-policy"
-	// (default hazardwatch/autogen). It must exist: the writer retries
-	// until it does.
+	// (default hazardwatch/autogen). The writer retries until it exists;
+	// on 1.x EnsureBucket creates it.
 	Bucket string
+	// Retention is the duration of the retention policy EnsureBucket
+	// creates on 1.x (default DefaultRetention, 30 days); the writer
+	// ignores it.
+	Retention time.Duration
+	// AlterRetention makes EnsureBucket set Retention on a policy that
+	// exists already (1.x's autogen keeps data for ever).
+	AlterRetention bool
 	// Plant names the sensors of readings (required for AddReadings).
 	Plant *model.Plant
 	// BatchSize is the number of points a write aims at; a batch holds

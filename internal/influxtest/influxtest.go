@@ -70,11 +70,37 @@ type Server struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	logPath  string
+	// admin: with authentication on, Query's credentials ("" when off).
+	admin, password string
 }
 
 // Start starts influxd with its data under t.TempDir and stops it at the
 // end of t. It skips t when there is no influxd (see Binary).
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, "", "")
+}
+
+// StartAuth is Start with authentication on and an admin user (with all
+// privileges) named admin with password, whose credentials Query uses.
+func StartAuth(t testing.TB, admin, password string) *Server {
+	t.Helper()
+	s := start(t, admin, password)
+	// The first user may be created without credentials, and only an admin.
+	form := url.Values{"q": {"CREATE USER " + quoteIdent(admin) + " WITH PASSWORD " + quoteString(password) + " WITH ALL PRIVILEGES"}}
+	resp, err := http.PostForm(s.URL()+"/query", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`"error"`)) {
+		t.Fatalf("influxd: creating the admin user: %s %s", resp.Status, body)
+	}
+	return s
+}
+
+func start(t testing.TB, admin, password string) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
@@ -85,7 +111,7 @@ func Start(t testing.TB) *Server {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s=%s: %v", EnvBinary, bin, err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), admin: admin, password: password}
 	s.logPath = filepath.Join(s.dir, "influxd.log")
 	t.Cleanup(s.Stop)
 	// A free port found here may be taken by someone else before influxd
@@ -130,6 +156,7 @@ func (s *Server) start() error {
 		"INFLUXDB_DATA_QUERY_LOG_ENABLED=false",
 		"INFLUXDB_MONITOR_STORE_ENABLED=false",
 		"INFLUXDB_LOGGING_LEVEL=warn",
+		fmt.Sprintf("INFLUXDB_HTTP_AUTH_ENABLED=%t", s.admin != ""),
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
@@ -240,7 +267,15 @@ func (s *Server) Query(db, q string) ([]Series, error) {
 	if db != "" {
 		form.Set("db", db)
 	}
-	resp, err := http.PostForm(s.URL()+"/query", form)
+	req, err := http.NewRequest(http.MethodPost, s.URL()+"/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if s.admin != "" {
+		req.SetBasicAuth(s.admin, s.password)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("influxql %q: %w", q, err)
 	}
@@ -306,4 +341,8 @@ func Int(t testing.TB, v any) int64 {
 
 func quoteIdent(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
