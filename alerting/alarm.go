@@ -228,6 +228,17 @@ func message(a *Alarm, at time.Time) string {
 	case model.Voted:
 		return fmt.Sprintf("%s所在区域表决确认报警：%s 台检测器报警（表决 %s 台） / gas alarm confirmed by vote at %s: %s detectors in alarm (vote %s)",
 			name, num(a.Value), num(a.Limit), id, num(a.Value), num(a.Limit))
+	case model.StopOrder:
+		ent := a.Source.Enterprise
+		if ent == "" {
+			ent = id
+		}
+		return fmt.Sprintf("停产整顿企业 %s 用电异常：%s，基线 %s（%s） / stop-ordered enterprise %s drawing power: %s, idle baseline %s (%s)",
+			ent, v, lim, name, ent, v, lim, id)
+	case model.SISBypass:
+		lvl := map[float64]string{1: "一级", 2: "二级"}[a.Limit]
+		return fmt.Sprintf("%s旁路违规：安全仪表系统或紧急切断被旁路（%s重大危险源） / %s SIS or emergency shut-off bypassed on a level %s major hazard source",
+			name, lvl, id, num(a.Limit))
 	case model.Frozen:
 		return fmt.Sprintf("%s数值冻结故障：%s 已 %s s 未变化 / %s frozen value: %s unchanged for %s s",
 			name, v, num(a.Limit), id, v, num(a.Limit))

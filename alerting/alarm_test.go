@@ -71,6 +71,16 @@ func TestMessage(t *testing.T) {
 			"液氯储罐区东侧氯气检测器所在区域表决确认报警：2 台检测器报警（表决 2 台） / gas alarm confirmed by vote at e01-GT-101: 2 detectors in alarm (vote 2)", time.Time{},
 		},
 		{
+			Alarm{Class: model.ClassViolation, Kind: model.Power, Rule: model.StopOrder,
+				SensorName: "10kV 总进线有功功率", Source: Source{Enterprise: "e03", Sensor: "e03-PM-001"}, Unit: "kW", Value: 860, Limit: 80},
+			"停产整顿企业 e03 用电异常：860 kW，基线 80 kW（10kV 总进线有功功率） / stop-ordered enterprise e03 drawing power: 860 kW, idle baseline 80 kW (e03-PM-001)", time.Time{},
+		},
+		{
+			Alarm{Class: model.ClassViolation, Kind: model.SIS, Rule: model.SISBypass,
+				SensorName: "R401 合成塔 SIS 状态", Source: Source{Sensor: "e02-SIS-401"}, Value: 1, Limit: 2},
+			"R401 合成塔 SIS 状态旁路违规：安全仪表系统或紧急切断被旁路（二级重大危险源） / e02-SIS-401 SIS or emergency shut-off bypassed on a level 2 major hazard source", time.Time{},
+		},
+		{
 			Alarm{Class: model.ClassOffline, Kind: model.GasToxic, Rule: model.Silent,
 				SensorName: "液氯储罐区东侧氯气检测器", Source: Source{Sensor: "e01-GT-101"}, Unit: "s", Value: 5, Limit: 5},
 			"液氯储罐区东侧氯气检测器离线：5 s 无数据（限值 5 s） / e01-GT-101 offline: no data for 5 s (limit 5 s)", time.Time{},

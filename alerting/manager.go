@@ -651,6 +651,8 @@ func (m *Manager) template(t model.Transition) Alarm {
 		unit = s.Unit + "/min"
 	case model.BadQuality, model.Voted:
 		unit = "" // a count of readings, of detectors
+	case model.SISBypass:
+		unit = "" // a state and a hazard source's level
 	}
 	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
 }

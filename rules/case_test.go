@@ -26,6 +26,9 @@ import (
 //	                frozen duration=D [epsilon=V]
 //	                out_of_range on|off       (default on)
 //	                bad_quality N             (default 3; 0 off)
+//	                stop_order [baseline=KW] [margin=PCT] [delay=D] [learn=D]
+//	                                          (baseline 0: learned; 20, 5m, 1h)
+//	                sis_bypass [level=N] [on_delay=D]   (level 2, 5s)
 //	              and, anywhere (the sensors may come later):
 //	                group NAME k=K sensors=A,B,C   a voting group; A carries its alarm
 //	readings.txt  what happens, in order, one line each:
@@ -212,7 +215,7 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 			s.RangeMin, s.RangeMax = parseFloat(t, f[1]), parseFloat(t, f[2])
 		case "out_of_range":
 			rs.OutOfRange = f[1] == "on"
-		case "rate", "prediction", "frozen":
+		case "rate", "prediction", "frozen", "stop_order", "sis_bypass":
 			opts := map[string]string{}
 			for _, o := range f[1:] {
 				k, v, ok := strings.Cut(o, "=")
@@ -249,6 +252,17 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 				}
 			case "frozen":
 				rs.Frozen = model.FrozenRule{DurationMS: dur("duration", 0), Epsilon: num("epsilon")}
+			case "stop_order":
+				rs.StopOrder = model.StopOrderRule{On: true, BaselineKW: num("baseline"), MarginPct: 20,
+					DelayMS: dur("delay", 5*time.Minute), LearnMS: dur("learn", time.Hour)}
+				if _, ok := opts["margin"]; ok {
+					rs.StopOrder.MarginPct = num("margin")
+				}
+			case "sis_bypass":
+				rs.SISBypass = model.SISBypassRule{On: true, SourceLevel: 2, OnDelayMS: dur("on_delay", 5*time.Second)}
+				if v, ok := opts["level"]; ok {
+					rs.SISBypass.SourceLevel = int(parseInt(t, v))
+				}
 			}
 		default:
 			bad("unknown setting %q", f[0])

@@ -24,6 +24,8 @@
 //	bad_quality         fault       N bad readings in a row (fault.go)
 //	silent              offline     no reading for N poll periods (Tick)
 //	voted               alarm (L2)  k of a voting group's n detectors in alarm (vote.go)
+//	stop_order_power    violation   a stop-ordered enterprise drawing power above idle (power.go)
+//	sis_bypass          violation   an SIS of a level 1-2 hazard source bypassed (sis.go)
 //
 // Thresholds, silence and the two quality faults are evaluated for every
 // sensor; rate, prediction and frozen only for sensors that configure them,
@@ -112,6 +114,7 @@ type sensorState struct {
 	hi, lo                                   cond
 	// Indexes into the engine's side tables; -1 when the rule is off.
 	rate, pred, frozen int32
+	power, sis         int32
 	// group is the sensor's voting group (-1: none) and vote whether the
 	// group counts it now (vote.go).
 	group int32
@@ -133,6 +136,8 @@ type Engine struct {
 	frozen []frozenState
 	pts    []point
 	groups []voteGroup
+	powers []powerState
+	sises  []sisState
 
 	outOfOrder, unknown atomic.Uint64
 }
@@ -157,7 +162,7 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 			lastTS: never, qualTS: never, heard: never, hi: newCond(), lo: newCond(),
 			oorOn: rs.OutOfRange, badLimit: int32(min(max(rs.BadQuality, 0), 1<<30)),
 			checkRange: s.RangeMax > s.RangeMin, rangeLo: s.RangeMin, rangeHi: s.RangeMax,
-			rate: -1, pred: -1, frozen: -1, group: -1,
+			rate: -1, pred: -1, frozen: -1, group: -1, power: -1, sis: -1,
 		}
 		if rs.Rate.On() {
 			st.rate = int32(len(e.rates))
@@ -177,6 +182,7 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 	}
 	e.pts = make([]point, npts)
 	e.initGroups()
+	e.initViolations()
 	return e
 }
 
@@ -288,6 +294,9 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	if st.frozen >= 0 {
 		out = evalFrozen(&e.frozen[st.frozen], &rs.Frozen, r, out)
 	}
+	if st.power >= 0 || st.sis >= 0 {
+		out = e.violations(st, rs, r, out)
+	}
 	return e.voted(st, r, out)
 }
 
@@ -389,6 +398,8 @@ func (e *Engine) assume(t model.Transition) bool {
 		return true
 	case model.Voted:
 		return e.assumeVoted(st, t)
+	case model.StopOrder, model.SISBypass:
+		return e.assumeViolation(st, t)
 	}
 	return false
 }

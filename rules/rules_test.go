@@ -122,6 +122,37 @@ func TestEvalAllocations(t *testing.T) {
 			t.Errorf("%s: %d raised, %d returned over %d cycles: the measure missed it", r, raised[r], returned[r], k/len(cycle))
 		}
 	}
+
+	// The violations: one sensor with both (the config gives each to its
+	// own kind), no delays; 1 bypasses the SIS, 860 kW is production, 62
+	// kW idle, so each raises and returns once a cycle.
+	p, rs = oneSensor(model.SensorRules{
+		StopOrder: model.StopOrderRule{On: true, BaselineKW: 80, MarginPct: 20, LearnMS: 1},
+		SISBypass: model.SISBypassRule{On: true, SourceLevel: 1},
+	})
+	e = New(p, rs)
+	raised, returned = [model.NumRuleKinds]int{}, [model.NumRuleKinds]int{}
+	vals := [...]float64{1, 860, 62}
+	k = 0
+	viol := testing.AllocsPerRun(999, func() {
+		out = e.Eval(model.Reading{SensorIdx: 0, TS: ts + int64(k)*1000, Value: vals[k%len(vals)], HasValue: true}, out[:0])
+		k++
+		for _, tr := range out {
+			if tr.Active {
+				raised[tr.Rule]++
+			} else {
+				returned[tr.Rule]++
+			}
+		}
+	})
+	if viol != 0 {
+		t.Errorf("stop-order power and SIS bypass: %v allocations, want 0", viol)
+	}
+	for _, r := range []model.RuleKind{model.StopOrder, model.SISBypass} {
+		if raised[r] == 0 || returned[r] == 0 {
+			t.Errorf("%s: %d raised, %d returned: the measure missed it", r, raised[r], returned[r])
+		}
+	}
 }
 
 // allRules has every rule of one sensor (with a range of 0–25 on the

@@ -56,12 +56,14 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 	defer stop()
 
 	// The broker asks every gateway for its token, as `serve` does.
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, MQTTAuth: true, Logger: log.With("part", "centre")})
+	cfgFS, cfgName := configSource("")
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, MQTTAuth: true, Logger: log.With("part", "centre")})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
 	}
 	defer c.Close()
+	defer reloadOnHangup(ctx, c, log)() // SIGHUP: the embedded rules again, so nothing changes
 	tokens, err := demoTokens(*dataDir, "demo-tokens.txt", demoUsers, c.Tokens())
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)

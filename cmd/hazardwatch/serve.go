@@ -81,7 +81,8 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
+	cfgFS, cfgName := configSource(*cfgDir)
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
 		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
 		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
 			Retention: *influxRetention, AlterRetention: *influxAlter}})
@@ -90,6 +91,7 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "hazardwatch centre: http://%s  (MQTT %s)\n", c.HTTPAddr(), c.MQTTAddr())
+	stopReload := reloadOnHangup(ctx, c, log) // SIGHUP: the rule files again
 	code := exitOK
 	select {
 	case <-ctx.Done():
@@ -97,6 +99,7 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		code = exitFailure
 	}
+	stopReload()
 	if err := c.Close(); err != nil {
 		log.Warn("shutdown", "err", err)
 	}

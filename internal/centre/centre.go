@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,8 +35,12 @@ import (
 
 // Options configure the centre.
 type Options struct {
-	Config  *config.Config
-	DataDir string
+	Config *config.Config
+	// ConfigFS is the folder Config was loaded from and ConfigName its name
+	// in messages; ReloadRules reads the rule files from it again.
+	ConfigFS   fs.FS
+	ConfigName string
+	DataDir    string
 	// MQTTListen is the embedded broker's address (port 0: a free one);
 	// ExternalBroker, when set, replaces it (SPEC §2's external mode).
 	MQTTListen, ExternalBroker string
@@ -80,6 +85,13 @@ type Centre struct {
 	httpAddr   string
 	tokens     *auth.Store
 
+	// The running config and its rule files' digest; reloads hand new
+	// rules to the pipeline (reload.go).
+	reloadMu sync.Mutex
+	cfg      *config.Config
+	digest   string
+	reloads  chan ruleSwap
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   chan error
@@ -99,7 +111,12 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	c := &Centre{o: o, log: o.Logger, reg: prometheus.NewRegistry(), errs: make(chan error, 4)}
+	c := &Centre{o: o, log: o.Logger, reg: prometheus.NewRegistry(), errs: make(chan error, 4), cfg: o.Config, reloads: make(chan ruleSwap)}
+	if o.ConfigFS != nil {
+		if c.digest, err = ruleDigest(o.ConfigFS); err != nil {
+			return nil, fmt.Errorf("centre: rule files: %w", err)
+		}
+	}
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -160,7 +177,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		c.reg.MustRegister(lag[stage])
 	}
 	lat, fd := newLatest(len(plant.Sensors)), newFeed()
-	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag}
+	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag, reloads: c.reloads}
 
 	// The broker checks MQTT clients' tokens, the API its callers'.
 	if c.tokens, err = auth.Open(TokenFile(o.DataDir)); err != nil {

@@ -99,6 +99,10 @@ func (d *demoRun) String(t model.Transition) string {
 //     out_of_range fault, both ending when it reads normally again (7:20).
 //   - 5:30 the synthesis loop e02-R401-PT surges: rate_rise within a second
 //     or two, before its H alarm.
+//   - 1:30 the stop-ordered e03 restarts in secret: its power meter
+//     e03-PM-001 above 96 kW (idle 80 kW + 20 %) from about 1:32 raises the
+//     stop_order_power violation after the demo's 2 min delay (about 3:32),
+//     returned below 88 kW on the way down (about 6:48).
 func TestDemoTrendsAndFaults(t *testing.T) {
 	for _, seed := range []int64{1, 7, 42} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
@@ -124,6 +128,7 @@ func TestDemoTrendsAndFaults(t *testing.T) {
 				{"e02-V201-LT", model.ThresholdHigh}: true, {"e02-V201-LT", model.PredictHigh}: true,
 				{"e02-R401-PT", model.ThresholdHigh}: true, {"e02-R401-PT", model.RateRise}: true,
 				{"e02-GT-402", model.Frozen}: true, {"e02-GT-402", model.OutOfRange}: true,
+				{"e03-PM-001", model.StopOrder}: true,
 			}
 			for k, ts := range seen {
 				if !expected[k] {

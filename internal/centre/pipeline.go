@@ -42,6 +42,8 @@ type pipeline struct {
 	log    *slog.Logger
 	clock  func() time.Time
 	lag    map[string]prometheus.Gauge // by stage
+	// reloads brings new rules for the engine (reload.go).
+	reloads <-chan ruleSwap
 
 	cons jetstream.Consumer
 	dec  ingest.BatchDecoder
@@ -104,6 +106,8 @@ func (p *pipeline) run(ctx context.Context) error {
 			if err := p.submit(ctx); err != nil && ctx.Err() == nil {
 				p.log.Error("submitting offline transitions failed", "err", err)
 			}
+		case sw := <-p.reloads:
+			p.swapRules(ctx, sw)
 		default:
 		}
 	}

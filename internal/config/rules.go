@@ -77,6 +77,7 @@ func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 		out[si] = l.sensorRules(&p.Sensors[si], pollPeriod(p, &p.Sensors[si]), &l.sensorDocs[si].ID, kindRules[p.Sensors[si].Kind], sensorRules[int32(si)])
 	}
 	l.compileVoting(p, out)
+	l.compileViolations(p, out, kindRules, sensorRules)
 	return out
 }
 

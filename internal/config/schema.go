@@ -164,6 +164,24 @@ type ruleDoc struct {
 	Frozen        *frozenDoc     `yaml:"frozen"`
 	OutOfRange    *bool          `yaml:"out_of_range"`
 	BadQuality    *int           `yaml:"bad_quality"`
+	StopOrder     *stopOrderDoc  `yaml:"stop_order"`
+	SISBypass     *sisBypassDoc  `yaml:"sis_bypass"`
+}
+
+// stopOrderDoc tunes the stop-order power rule of power sensors;
+// `stop_order: ~` turns it off.
+type stopOrderDoc struct {
+	Removed   bool           `hw:"null"`
+	MarginPct *float64       `yaml:"margin_pct"`
+	Delay     *time.Duration `yaml:"delay"`
+	Learn     *time.Duration `yaml:"learn"`
+}
+
+// sisBypassDoc tunes the SIS bypass rule of sis sensors; `sis_bypass: ~`
+// turns it off.
+type sisBypassDoc struct {
+	Removed bool           `hw:"null"`
+	OnDelay *time.Duration `yaml:"on_delay"`
 }
 
 // rateDoc is a rate-of-change rule; `rate: ~` removes an inherited one.

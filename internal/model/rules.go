@@ -83,6 +83,34 @@ type SensorRules struct {
 	// Vote makes the sensor a member of a k-out-of-n voting group of gas
 	// detectors; off at its zero value.
 	Vote VoteRule
+	// StopOrder and SISBypass raise a `violation` (rules/power.go,
+	// rules/sis.go); each is off at its zero value.
+	StopOrder StopOrderRule
+	SISBypass SISBypassRule
+}
+
+// StopOrderRule watches a power sensor of a stop-ordered enterprise: power
+// above the idle baseline × (1 + MarginPct/100) for DelayMS raises a
+// violation, which returns once power is below baseline × (1 +
+// MarginPct/200) (half the margin: the hysteresis).
+type StopOrderRule struct {
+	On bool
+	// BaselineKW is the enterprise's configured idle power; 0: learn it
+	// from the sensor's own readings over LearnMS (rules/power.go).
+	BaselineKW float64
+	MarginPct  float64
+	DelayMS    int64
+	LearnMS    int64
+}
+
+// SISBypassRule watches an SIS or emergency shut-off state sensor (0
+// normal, 1 bypassed, 2 tripped) of a level 1-2 hazard source: 1 for
+// OnDelayMS raises a violation, 0 or 2 returns it.
+type SISBypassRule struct {
+	On        bool
+	OnDelayMS int64
+	// SourceLevel is the hazard source's level (1 or 2), for the message.
+	SourceLevel int
 }
 
 // VoteRule is a voting group (表决, k-out-of-n) of gas detectors in one
@@ -204,12 +232,15 @@ const (
 	OutOfRange  // outside the instrument's range, or marked so (fault)
 	BadQuality  // bad readings in a row (fault)
 	Voted       // K detectors of a voting group in alarm (alarm, L2; on the group's first sensor)
+	StopOrder   // a stop-ordered enterprise drawing power above its idle baseline (violation)
+	SISBypass   // an SIS or emergency shut-off bypassed on a level 1-2 hazard source (violation)
 	NumRuleKinds
 )
 
 var ruleNames = [NumRuleKinds]string{
 	"threshold_high", "threshold_low", "silent", "rate_rise", "rate_fall",
 	"predict_high", "predict_low", "frozen", "out_of_range", "bad_quality", "voted",
+	"stop_order_power", "sis_bypass",
 }
 
 func (r RuleKind) String() string {
@@ -242,6 +273,8 @@ type Transition struct {
 	//   bad_quality   the bad readings in a row and the configured count
 	//   silent        the seconds of silence and the window, in seconds
 	//   voted         the members voting and the group's K
+	//   stop_order    the power drawn and the idle baseline, in kW
+	//   sis_bypass    the SIS state (1 bypassed) and the hazard source's level
 	Value, Limit float64
 	// TS is when the condition started or ended: the reading's time, or for
 	// Silent the time the silence was noticed. Unix milliseconds.
