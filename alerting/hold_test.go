@@ -17,11 +17,15 @@ func startSubscribed(t *testing.T, log Log) (*Manager, <-chan Event, func()) {
 	return startManager(t, log, 64)
 }
 
+// advance lets d pass on the bubble's clock (testing/synctest): no real
+// wait. Every test of the package that moves the fake clock calls it.
+func advance(d time.Duration) { time.Sleep(d) }
+
 // quietFor lets d pass on the bubble's clock and checks that nothing more
 // happened: no event, and the log holds want events.
 func quietFor(t *testing.T, d time.Duration, evs <-chan Event, log *memLog, want int) {
 	t.Helper()
-	time.Sleep(d)
+	advance(d)
 	synctest.Wait()
 	if len(evs) != 0 || log.len() != want {
 		t.Errorf("%s later: %d more events, %d in the log (want %d)", d, len(evs), log.len(), want)
@@ -60,7 +64,7 @@ func TestManagerShelve(t *testing.T) {
 			t.Fatalf("refused actions reached the log: %d events", n)
 		}
 
-		time.Sleep(time.Minute)
+		advance(time.Minute)
 		if err := m.Shelve(ctx, id, "李明远", "探头受潮，待更换", 30*time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +95,7 @@ func TestManagerShelve(t *testing.T) {
 			t.Errorf("Active under the shelf: %+v", a)
 		}
 
-		time.Sleep(time.Until(due)) // the bubble's clock: no real wait
+		advance(time.Until(due)) // the bubble's clock: no real wait
 		synctest.Wait()
 		ev = next(t, evs)
 		if ev.Name != Unshelved || ev.Op != OpShelfExpired || !ev.Ring || !ev.At.Equal(due) || !ev.Due.Equal(due) || ev.User != "" ||
@@ -121,7 +125,7 @@ func TestShelfUnshelvedByHand(t *testing.T) {
 			t.Fatal(err)
 		}
 		next(t, evs)
-		time.Sleep(time.Minute)
+		advance(time.Minute)
 		if err := m.Unshelve(ctx, id, "王建国", "检修完成"); err != nil {
 			t.Fatal(err)
 		}
@@ -151,10 +155,10 @@ func TestShelfTimerRestart(t *testing.T) {
 		if err := m.Shelve(ctx, b, "李明远", "误报", 8*time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Minute)
+		advance(5 * time.Minute)
 		stop()
 
-		time.Sleep(time.Hour) // the centre is down
+		advance(time.Hour) // the centre is down
 		restart := time.Now()
 		m, evs, stop = startSubscribed(t, log)
 		defer stop()
@@ -170,7 +174,7 @@ func TestShelfTimerRestart(t *testing.T) {
 		if got, _ := m.Get(b); got.State != model.StateShelved || !got.Shelf.Until.Equal(start.Add(8*time.Hour)) {
 			t.Errorf("the other shelf after restart: %s until %v", got.State, got.Shelf.Until)
 		}
-		time.Sleep(time.Until(start.Add(8 * time.Hour)))
+		advance(time.Until(start.Add(8 * time.Hour)))
 		synctest.Wait()
 		ev := next(t, evs)
 		if ev.Alarm.ID != b || ev.Name != Unshelved || !ev.At.Equal(start.Add(8*time.Hour)) || !ev.Due.Equal(ev.At) {

@@ -220,7 +220,7 @@ func TestManagerLifecycle(t *testing.T) {
 			t.Errorf("HH: %s level %s priority %d limit %s", ev.Name, ev.Alarm.Level, ev.Alarm.Priority, ev.Alarm.LimitKind)
 		}
 
-		time.Sleep(time.Minute) // synctest: fake time, for a distinct ack time
+		advance(time.Minute) // synctest: fake time, for a distinct ack time
 		if err := m.Ack(context.Background(), a.ID, "张伟", "已通知现场"); err != nil {
 			t.Fatal(err)
 		}

@@ -18,14 +18,12 @@ import (
 	"hazardwatch/internal/influx"
 	"hazardwatch/internal/influxtest"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 )
 
 // Deadlines: generous for a 2-core machine under the race detector; waits
 // poll, so a fast machine never pays them.
-const (
-	waitLong = 30 * time.Second
-	pollStep = 20 * time.Millisecond
-)
+const waitLong = 30 * time.Second
 
 const influxDB = "hazardwatch"
 
@@ -129,17 +127,13 @@ func (e *influxEnv) count(q string) int64 {
 
 func (e *influxEnv) waitCount(q string, want int64) {
 	e.t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for {
+	poll.Until(e.t, fmt.Sprintf("%s = %d", q, want), waitLong, func() bool {
 		n := e.count(q)
-		if n == want {
-			return
-		}
-		if n > want || time.Now().After(deadline) {
+		if n > want {
 			e.t.Fatalf("%s = %d, want %d", q, n, want)
 		}
-		time.Sleep(pollStep)
-	}
+		return n == want
+	})
 }
 
 // metric returns the value of a gauge or counter of the centre's registry
@@ -174,17 +168,12 @@ func (e *influxEnv) metric(name, label, value string) float64 {
 
 func (e *influxEnv) waitMetric(what, name, label, value string, cond func(float64) bool) float64 {
 	e.t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for {
-		v := e.metric(name, label, value)
-		if cond(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: %s = %v", what, name, v)
-		}
-		time.Sleep(pollStep)
-	}
+	var v float64
+	poll.Until(e.t, fmt.Sprintf("%s (%s)", what, name), waitLong, func() bool {
+		v = e.metric(name, label, value)
+		return cond(v)
+	})
+	return v
 }
 
 func (e *influxEnv) consumerInfo(stream string) *jetstream.ConsumerInfo {
@@ -265,22 +254,15 @@ func TestInfluxFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitLong)
-	for {
+	poll.Until(t, "every alarm event of ALARMS in alarm_event, one raised for "+g.ID, waitLong, func() bool {
 		info, err := stream.Info(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		events := int64(info.State.Msgs)
 		got := e.count(`SELECT count(alarm_id) FROM alarm_event WHERE sensor='` + g.ID + `' AND event='raised'`)
-		if events > 0 && got > 0 && e.count(`SELECT count(alarm_id) FROM alarm_event`) == events {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alarm_event: %d raised for %s, %d in all; ALARMS holds %d", got, g.ID, e.count(`SELECT count(alarm_id) FROM alarm_event`), events)
-		}
-		time.Sleep(pollStep)
-	}
+		return events > 0 && got > 0 && e.count(`SELECT count(alarm_id) FROM alarm_event`) == events
+	})
 	ev, err := e.influx.Query(influxDB, `SELECT value, alarm_id, message FROM alarm_event WHERE sensor='`+g.ID+`' AND event='raised' GROUP BY *`)
 	if err != nil {
 		t.Fatal(err)
@@ -293,13 +275,10 @@ func TestInfluxFeed(t *testing.T) {
 	// Everything written is acknowledged.
 	e.waitMetric("backlog drained", "hw_influx_backlog_messages", "", "", func(v float64) bool { return v == 0 })
 	for _, st := range []string{ingest.StreamName, alerting.StreamName} {
-		deadline := time.Now().Add(waitLong)
-		for info := e.consumerInfo(st); info.NumPending+uint64(info.NumAckPending) != 0; info = e.consumerInfo(st) {
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer %s on %s: %d pending, %d unacknowledged", influxConsumerName, st, info.NumPending, info.NumAckPending)
-			}
-			time.Sleep(pollStep)
-		}
+		poll.Until(t, fmt.Sprintf("consumer %s on %s with nothing pending or unacknowledged", influxConsumerName, st), waitLong, func() bool {
+			info := e.consumerInfo(st)
+			return info.NumPending+uint64(info.NumAckPending) == 0
+		})
 	}
 	if lag := e.metric("hw_pipeline_lag_seconds", "stage", "influx"); lag != 0 {
 		t.Errorf("hw_pipeline_lag_seconds{stage=influx} = %v with nothing left to write, want 0", lag)

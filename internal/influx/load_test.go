@@ -19,6 +19,7 @@ import (
 
 	"hazardwatch/internal/influxtest"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/poll"
 )
 
 var loadFor = flag.Duration("load", 0, "run TestWriteLoad for this long (a load run, not a unit test: its figures go to docs/PERFORMANCE.md)")
@@ -139,9 +140,7 @@ func TestWriteLoad(t *testing.T) {
 		}
 	}
 	fedFor := time.Since(start)
-	for m.written.Load() < added {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, "every reading fed written", time.Hour, func() bool { return m.written.Load() >= added })
 	took := time.Since(start)
 	stopSampling()
 	rate := float64(added) / took.Seconds()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hazardwatch/internal/influxtest"
+	"hazardwatch/internal/poll"
 )
 
 // logBuf is a logger whose output the test reads.
@@ -127,20 +128,16 @@ func TestEnsureBucket(t *testing.T) {
 	if err := w.AddAlarmEvents([]AlarmEvent{{Time: time.Now(), Sensor: "s", Event: "raised", AlarmID: "a1"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, "the alarm event in the database EnsureBucket created", 30*time.Second, func() bool {
 		n, err := srv.Count("fresh", `SELECT count("alarm_id") FROM "alarm_event"`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
+		if n > 1 {
 			t.Fatalf("%d alarm events in the created database, want 1", n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n == 1
+	})
 }
 
 // TestEnsureBucketAuth: without the rights to create (a wrong password,
