@@ -153,14 +153,8 @@ func liveMetrics(t *testing.T) families {
 		}
 	})
 
-	listen := map[string]string{}
-	for _, g := range p.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := sim.New(p, nil, sim.Options{Listen: listen})
+	s, err := sim.New(p, nil, sim.Options{Listen: sim.Loopback(p)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,13 +143,7 @@ func simulated(t *testing.T, gateway string, seed int64) (*model.Plant, *sim.Sim
 	if !ok {
 		t.Fatalf("no gateway %s", gateway)
 	}
-	listen := map[string]string{}
-	for _, g := range p.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: seed})
+	s, err := sim.New(p, nil, sim.Options{Listen: sim.Loopback(p), Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}

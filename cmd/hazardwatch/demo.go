@@ -83,14 +83,6 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		gwPassword[t.Name] = t.Token
 	}
 
-	// The simulated devices listen on free ports, so the demo never
-	// collides with anything already on the machine.
-	listen := map[string]string{}
-	for _, g := range cfg.Plant.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
 	// Each gateway reaches the broker through a proxy the scenario can cut
 	// (an uplink episode): the gateway's queue fills while it is cut and
 	// drains when it is back.
@@ -104,7 +96,9 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		defer px.Close()
 		proxies[g.ID] = px
 	}
-	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen, Logger: log.With("part", "simulator"),
+	// The simulated devices listen on free ports, so the demo never
+	// collides with anything already on the machine.
+	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: sim.Loopback(cfg.Plant), Logger: log.With("part", "simulator"),
 		OnUplink: func(gw string, up bool) { proxies[gw].SetCut(!up) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)

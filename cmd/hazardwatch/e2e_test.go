@@ -314,13 +314,7 @@ func TestEndToEnd(t *testing.T) {
 func startPlant(t *testing.T, cfg *config.Config, mqttAddr string, tokens map[string]string) (*sim.Simulator, map[string]*gateway.Gateway, func()) {
 	t.Helper()
 	p := cfg.Plant
-	listen := map[string]string{}
-	for _, gw := range p.Gateways {
-		for _, d := range gw.Devices {
-			listen[gw.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
-	s, err := sim.New(p, nil, sim.Options{Listen: listen, Seed: 7})
+	s, err := sim.New(p, nil, sim.Options{Listen: sim.Loopback(p), Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

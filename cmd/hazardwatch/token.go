@@ -8,9 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hazardwatch/configs"
 	"hazardwatch/internal/auth"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 )
 
@@ -23,16 +21,7 @@ func configFlag(fs *flag.FlagSet) *string {
 }
 
 // loadConfig loads the folder, or the embedded demo plant when dir is "".
-func loadConfig(dir string) (*config.Config, error) {
-	if dir == "" {
-		return config.LoadDemo()
-	}
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		return nil, fmt.Errorf("reference tables: %w", err)
-	}
-	return config.LoadDir(dir, ref)
-}
+func loadConfig(dir string) (*config.Config, error) { return config.LoadDirOrDemo(dir) }
 
 func runToken(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("token", "create|list|revoke [flags]", `

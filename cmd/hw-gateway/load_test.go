@@ -19,9 +19,7 @@ import (
 	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"hazardwatch/configs"
 	"hazardwatch/gateway/sim"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/poll"
 )
@@ -54,11 +52,7 @@ func loadPlant(t *testing.T) (string, *config.Config) {
 	if err := os.WriteFile(filepath.Join(dir, "load.yaml"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadDir(dir, ref)
+	cfg, err := config.LoadDirOrDemo(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +142,7 @@ func TestLoad500(t *testing.T) {
 	go func() { _ = srv.Serve() }()
 	defer srv.Close()
 
-	s, err := sim.New(p, nil, sim.Options{Listen: loopback(p)})
+	s, err := sim.New(p, nil, sim.Options{Listen: sim.Loopback(p)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,7 @@ import (
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/centre"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
-	"hazardwatch/internal/model"
 	"hazardwatch/internal/netcut"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
@@ -151,18 +149,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// loopback gives every simulated device of p a free port: the configured
-// ports may be taken by another test binary running at the same time.
-func loopback(p *model.Plant) map[string]string {
-	listen := map[string]string{}
-	for _, g := range p.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
-	return listen
-}
-
 // fastPlant writes the demo plant with gw-e01-1 polling every 50 ms into a
 // folder and loads it.
 func fastPlant(t *testing.T) (string, *config.Config) {
@@ -188,11 +174,7 @@ func fastPlant(t *testing.T) (string, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadDir(dir, ref)
+	cfg, err := config.LoadDirOrDemo(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +217,7 @@ func TestUplinkCutKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := sim.New(p, nil, sim.Options{Listen: loopback(p), Seed: 9})
+	s, err := sim.New(p, nil, sim.Options{Listen: sim.Loopback(p), Seed: 9})
 	if err != nil {
 		t.Fatal(err)
 	}

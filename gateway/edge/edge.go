@@ -22,9 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"hazardwatch/configs"
 	"hazardwatch/gateway"
-	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 )
 
@@ -125,7 +123,7 @@ func Main(prog string, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	cfg, err := loadConfig(*cfgDir)
+	cfg, err := config.LoadDirOrDemo(*cfgDir)
 	if err != nil {
 		return fail(exitFailure, "%v", err)
 	}
@@ -159,18 +157,6 @@ func Main(prog string, args []string, stdout, stderr io.Writer) int {
 		return fail(exitFailure, "%v", err)
 	}
 	return exitOK
-}
-
-// loadConfig loads the folder, or the embedded demo plant when dir is "".
-func loadConfig(dir string) (*config.Config, error) {
-	if dir == "" {
-		return config.LoadDemo()
-	}
-	ref, err := chem.Load(configs.Reference())
-	if err != nil {
-		return nil, fmt.Errorf("reference tables: %w", err)
-	}
-	return config.LoadDir(dir, ref)
 }
 
 func readPassword(flagValue, file string) (string, error) {

@@ -468,6 +468,19 @@ func (s *Simulator) Close() error {
 	return nil
 }
 
+// Loopback is an Options.Listen that puts every device of p on a free
+// loopback port: the demo and the tests never collide with anything on the
+// machine, nor with each other.
+func Loopback(p *model.Plant) map[string]string {
+	listen := map[string]string{}
+	for _, g := range p.Gateways {
+		for _, d := range g.Devices {
+			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
+		}
+	}
+	return listen
+}
+
 // Addr returns the address the device listens on (":0" resolved once
 // started), or "" for a device the simulator does not serve.
 func (s *Simulator) Addr(gateway, device string) string {

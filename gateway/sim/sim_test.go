@@ -140,22 +140,11 @@ func startDemo(t *testing.T, clock *fakeClock) (*sim.Simulator, *config.Config) 
 	return startSim(t, cfg.Plant, sc, opts), cfg
 }
 
-// loopback listens on a free loopback port for every device of the plant.
-func loopback(p *model.Plant) map[string]string {
-	listen := map[string]string{}
-	for _, g := range p.Gateways {
-		for _, d := range g.Devices {
-			listen[g.ID+"/"+d.ID] = "127.0.0.1:0"
-		}
-	}
-	return listen
-}
-
 // newSim builds a simulator of plant p following sc with every device on a
 // free loopback port, and closes it when the test ends.
 func newSim(t *testing.T, p *model.Plant, sc *sim.Scenario, opts sim.Options) *sim.Simulator {
 	t.Helper()
-	opts.Listen = loopback(p)
+	opts.Listen = sim.Loopback(p)
 	s, err := sim.New(p, sc, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -818,7 +807,7 @@ func demoCopy() (*config.Config, error) {
 func TestLifecycle(t *testing.T) {
 	before := runtime.NumGoroutine()
 	cfg, sc := loadDemo(t)
-	listen := loopback(cfg.Plant)
+	listen := sim.Loopback(cfg.Plant)
 	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen})
 	if err != nil {
 		t.Fatal(err)
@@ -872,7 +861,7 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	listen := loopback(cfg.Plant)
+	listen := sim.Loopback(cfg.Plant)
 	listen["gw-e03-1/pm1"] = taken.Addr().String() // the last device
 	s, err := sim.New(cfg.Plant, sc, sim.Options{Listen: listen})
 	if err != nil {

@@ -43,11 +43,35 @@ type Config struct {
 // LoadDemo loads the demo plant embedded in the binary (configs/demo) with
 // the embedded reference tables.
 func LoadDemo() (*Config, error) {
+	ref, err := Reference()
+	if err != nil {
+		return nil, err
+	}
+	return LoadFS(configs.Demo(), ".", "configs/demo", ref)
+}
+
+// Reference loads the reference tables embedded in the binary
+// (configs/reference).
+func Reference() (*chem.Reference, error) {
 	ref, err := chem.Load(configs.Reference())
 	if err != nil {
 		return nil, fmt.Errorf("config: reference tables: %w", err)
 	}
-	return LoadFS(configs.Demo(), ".", "configs/demo", ref)
+	return ref, nil
+}
+
+// LoadDirOrDemo loads the folder dir with the embedded reference tables,
+// or the embedded demo plant when dir is "": what every command's
+// --config flag means.
+func LoadDirOrDemo(dir string) (*Config, error) {
+	if dir == "" {
+		return LoadDemo()
+	}
+	ref, err := Reference()
+	if err != nil {
+		return nil, err
+	}
+	return LoadDir(dir, ref)
 }
 
 // LoadDir loads every *.yaml / *.yml file below dir (sub-folders included,
