@@ -152,7 +152,7 @@ func New(o Options) (*Gateway, error) {
 			p = g.period
 		}
 		g.period = min(g.period, p)
-		g.devs = append(g.devs, &device{plan: plan, client: c, period: p, slot: make(chan time.Time, 1)})
+		g.devs = append(g.devs, &device{plan: plan, client: c, period: p, slot: make(chan time.Time, 1), count: g.m.forDevice(plan.device.ID)})
 	}
 	g.col.ready = make(chan struct{}, 1)
 	var b [8]byte

@@ -64,17 +64,44 @@ func (m *metrics) watchQueue(q *queue.Queue) {
 	)
 }
 
+// deviceCounters are one device's counters, resolved from their label
+// values once (errors by reason on first use), so that counting a reading
+// costs no label lookup. A device's goroutine alone uses them.
+type deviceCounters struct {
+	device   string
+	polls    prometheus.Counter
+	readings [model.Bad + 1]prometheus.Counter
+	errors   []prometheus.Counter // by model.QualityReason
+}
+
+func (m *metrics) forDevice(device string) *deviceCounters {
+	d := &deviceCounters{device: device, polls: m.polls.WithLabelValues(device)}
+	for q := range d.readings {
+		d.readings[q] = m.readings.WithLabelValues(device, model.Quality(q).String())
+	}
+	return d
+}
+
 // count records one device's readings; polled is false for a slot of a
 // device in back-off, which was not asked.
-func (m *metrics) count(device string, outs []telemetry.Out, polled bool) {
+func (m *metrics) count(d *deviceCounters, outs []telemetry.Out, polled bool) {
 	if polled {
-		m.polls.WithLabelValues(device).Inc()
+		d.polls.Inc()
 	}
 	for _, o := range outs {
-		m.readings.WithLabelValues(device, o.Quality.String()).Inc()
-		if o.Reason != model.ReasonNone {
-			m.errors.WithLabelValues(device, o.Reason.String()).Inc()
+		if int(o.Quality) < len(d.readings) {
+			d.readings[o.Quality].Inc()
 		}
+		if o.Reason == model.ReasonNone {
+			continue
+		}
+		for int(o.Reason) >= len(d.errors) {
+			d.errors = append(d.errors, nil)
+		}
+		if d.errors[o.Reason] == nil {
+			d.errors[o.Reason] = m.errors.WithLabelValues(d.device, o.Reason.String())
+		}
+		d.errors[o.Reason].Inc()
 	}
 }
 

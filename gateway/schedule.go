@@ -25,9 +25,10 @@ type device struct {
 
 	// The device goroutine's own.
 	out    []telemetry.Out // the last poll's readings, reused
-	fails  int             // polls in a row the device did not answer
-	until  time.Time       // no request before this slot (back-off)
-	wait   time.Duration   // the back-off's current wait
+	count  *deviceCounters
+	fails  int           // polls in a row the device did not answer
+	until  time.Time     // no request before this slot (back-off)
+	wait   time.Duration // the back-off's current wait
 	reason model.QualityReason
 }
 
@@ -99,12 +100,12 @@ func (g *Gateway) pollOnce(d *device, slot time.Time) {
 	id := d.plan.device.ID
 	if slot.Before(d.until) {
 		d.out = d.plan.appendBad(d.out[:0], g.o.Clock().UnixMilli(), d.reason)
-		g.m.count(id, d.out, false)
+		g.m.count(d.count, d.out, false)
 		return
 	}
 	var res pollResult
 	d.out, res = pollDevice(d.client, &d.plan, g.o.Clock, d.out[:0])
-	g.m.count(id, d.out, true)
+	g.m.count(d.count, d.out, true)
 	if !res.halted {
 		if d.fails > 0 {
 			g.log.Info("device answers again", "device", id, "after_failures", d.fails)
