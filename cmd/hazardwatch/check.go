@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"hazardwatch/configs"
 	"hazardwatch/internal/chem"
@@ -113,4 +114,25 @@ func summary(w io.Writer, dir string, cfg *config.Config) {
 		fmt.Fprintf(tw, "  %s\t%s\t%.2f\t%.1f\t%s\t%s\n", h.ID, p.Enterprises[h.Enterprise].ID, cfg.Grades[i].Sum, h.R, lvl, h.Name)
 	}
 	tw.Flush()
+
+	a := &cfg.Alarms
+	fmt.Fprintf(w, "\nEscalation (包保责任 / 源长制), from the alarm shown unacknowledged (off: never):\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PRIORITY\tPARK\tCOUNTY\tREMIND\tFEEDBACK")
+	for prio := 1; prio <= 4; prio++ {
+		l := a.Escalation[prio]
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", prio, offOr(l.Park), offOr(l.County), offOr(l.Remind), offOr(l.Feedback))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "Noise: chattering %d in %s · flood above %d in %s · shelving at most %s · notices of new alarms at most %d per %s a sensor, %d per %s an enterprise\n",
+		a.Chatter.Count, a.Chatter.Window, a.Flood.Count, a.Flood.Window, a.MaxShelve,
+		a.RateLimit.Sensor.Count, a.RateLimit.Sensor.Window, a.RateLimit.Enterprise.Count, a.RateLimit.Enterprise.Window)
+}
+
+// offOr writes a limit, "off" for zero.
+func offOr(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
 }

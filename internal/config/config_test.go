@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"hazardwatch/configs"
 	"hazardwatch/internal/chem"
@@ -107,7 +108,7 @@ func TestThreeMistakesTwoFiles(t *testing.T) {
 		t.Fatalf("err = %v, want config.Errors", err)
 	}
 	want := []string{
-		"broken/three-mistakes-two-files/plant.yaml:7:55: enterprises[0].colour: unknown field (known: id, name, park, status, idle_power_kw)",
+		"broken/three-mistakes-two-files/plant.yaml:7:55: enterprises[0].colour: unknown field (known: id, name, park, status, idle_power_kw, duty)",
 		`broken/three-mistakes-two-files/plant.yaml:13:18: hazard_sources[0].people_500m: must be a whole number, not "forty"`,
 		`broken/three-mistakes-two-files/sensors.yaml:8:14: sensors[0].gateway: no gateway "gw9" (did you mean gw1?)`,
 	}
@@ -391,5 +392,41 @@ voting:
 	}
 	if !warned {
 		t.Errorf("no warning about a member without a high limit: %v", cfg.Warnings)
+	}
+}
+
+// TestAlarmsSection reads an alarms section over the defaults: what it
+// gives replaces the default field by field, the rest stays.
+func TestAlarmsSection(t *testing.T) {
+	files := caseFiles(t, filepath.Join(testdata, "base"))
+	files = append(files, config.File{Name: "alarms.yaml", Data: []byte(`kind: rules
+alarms:
+  max_shelve: 2h
+  chattering: {count: 4}
+  rate_limit: {enterprise: {count: 0}}
+  escalation:
+    priority_1: {park: 3m, county: 9m}
+    priority_4: {feedback: 0s}
+`)})
+	cfg, err := config.Load(files, reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := model.DefaultAlarmRules()
+	want.MaxShelve = 2 * time.Hour
+	want.Chatter.Count = 4
+	want.RateLimit.Enterprise.Count = 0
+	want.Escalation[1].Park, want.Escalation[1].County = 3*time.Minute, 9*time.Minute
+	want.Escalation[4].Feedback = 0
+	if cfg.Alarms != want {
+		t.Errorf("alarms:\n got %+v\nwant %+v", cfg.Alarms, want)
+	}
+	// Without a section: the defaults.
+	cfg, err = config.Load(caseFiles(t, filepath.Join(testdata, "base")), reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Alarms != model.DefaultAlarmRules() {
+		t.Errorf("no section: %+v, want the defaults", cfg.Alarms)
 	}
 }

@@ -32,6 +32,9 @@ type Config struct {
 	Plant *model.Plant
 	// Rules holds one entry per sensor, by sensor index.
 	Rules []model.SensorRules
+	// Alarms are the alarm lifecycle's settings: the rule files' alarms
+	// section over model.DefaultAlarmRules.
+	Alarms model.AlarmRules
 	// Grades holds GB 18218 grading per hazard source, by index.
 	Grades []chem.Grade
 	// Warnings are findings that do not stop the plant from running but
@@ -131,6 +134,7 @@ func Load(files []File, ref *chem.Reference) (*Config, error) {
 	if cfg.Plant != nil {
 		cfg.Grades = l.grades
 		cfg.Rules = l.compileRules(cfg.Plant)
+		cfg.Alarms = l.compileAlarms()
 	}
 	l.errs = dedup(l.errs)
 	l.warns = dedup(l.warns)
@@ -271,6 +275,14 @@ func (l *loader) errorf(ptr any, format string, args ...any) {
 		return // "required" was reported where it is missing
 	}
 	l.errs = append(l.errs, Diag{Pos: l.at(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+// reported says whether an error was found at the value at ptr already
+// (the decoder's: a negative duration, say), so that a later check of the
+// zero value it left does not report it a second time.
+func (l *loader) reported(ptr any) bool {
+	p, ok := l.pos[ptr]
+	return ok && slices.ContainsFunc(l.errs, func(d Diag) bool { return d.Pos == p })
 }
 
 // fieldErrorf reports a missing or wrong field of the mapping at ptr.

@@ -47,7 +47,7 @@ func (l *loader) compilePlant() *model.Plant {
 		for i := range d.Counties {
 			c := &d.Counties[i]
 			if counties.add(&c.ID) {
-				p.Counties = append(p.Counties, model.County{ID: c.ID, Name: c.Name})
+				p.Counties = append(p.Counties, model.County{ID: c.ID, Name: c.Name, Duty: l.persons(c.Duty)})
 			}
 		}
 		for i := range d.Parks {
@@ -84,6 +84,7 @@ func (l *loader) compilePlant() *model.Plant {
 			doc := &d.Parks[i]
 			if pi, ok := parks.ids[doc.ID]; ok && parks.ptrs[pi] == &doc.ID {
 				p.Parks[pi].County, _ = counties.ref(&doc.County)
+				p.Parks[pi].Duty = l.persons(doc.Duty)
 			}
 		}
 		for i := range d.Enterprises {
@@ -99,6 +100,7 @@ func (l *loader) compilePlant() *model.Plant {
 				l.errorf(&doc.Status, "must be operating, stop_ordered or suspended, not %q", doc.Status)
 			}
 			e.Status = st
+			e.Duty = l.persons(doc.Duty)
 			if doc.IdlePowerKW != nil {
 				if *doc.IdlePowerKW < 0 {
 					l.errorf(doc.IdlePowerKW, "must not be negative")
@@ -230,6 +232,15 @@ func (l *loader) person(d *personDoc) model.Person {
 		l.errorf(&d.Phone, "%q is not a phone number", d.Phone)
 	}
 	return model.Person{Name: d.Name, Phone: d.Phone}
+}
+
+// persons checks a list of people on duty; nil when there is none.
+func (l *loader) persons(ds []personDoc) []model.Person {
+	var out []model.Person
+	for i := range ds {
+		out = append(out, l.person(&ds[i]))
+	}
+	return out
 }
 
 func (l *loader) gateway(doc *gatewayDoc, g *model.Gateway, ents *index) {

@@ -25,22 +25,25 @@ type plantDoc struct {
 }
 
 type countyDoc struct {
-	ID   string `yaml:"id" hw:"required"`
-	Name string `yaml:"name" hw:"required"`
+	ID   string      `yaml:"id" hw:"required"`
+	Name string      `yaml:"name" hw:"required"`
+	Duty []personDoc `yaml:"duty"`
 }
 
 type parkDoc struct {
-	ID     string `yaml:"id" hw:"required"`
-	Name   string `yaml:"name" hw:"required"`
-	County string `yaml:"county" hw:"required"`
+	ID     string      `yaml:"id" hw:"required"`
+	Name   string      `yaml:"name" hw:"required"`
+	County string      `yaml:"county" hw:"required"`
+	Duty   []personDoc `yaml:"duty"`
 }
 
 type enterpriseDoc struct {
-	ID          string   `yaml:"id" hw:"required"`
-	Name        string   `yaml:"name" hw:"required"`
-	Park        string   `yaml:"park" hw:"required"`
-	Status      string   `yaml:"status" hw:"required"`
-	IdlePowerKW *float64 `yaml:"idle_power_kw"`
+	ID          string      `yaml:"id" hw:"required"`
+	Name        string      `yaml:"name" hw:"required"`
+	Park        string      `yaml:"park" hw:"required"`
+	Status      string      `yaml:"status" hw:"required"`
+	IdlePowerKW *float64    `yaml:"idle_power_kw"`
+	Duty        []personDoc `yaml:"duty"`
 }
 
 type hazardDoc struct {
@@ -142,6 +145,43 @@ type rulesDoc struct {
 	Kinds   []ruleDoc   `yaml:"kinds"`
 	Sensors []ruleDoc   `yaml:"sensors"`
 	Voting  []votingDoc `yaml:"voting"`
+	Alarms  *alarmsDoc  `yaml:"alarms"`
+}
+
+// alarmsDoc is the alarm lifecycle's settings (model.AlarmRules): one
+// section for the whole plant, in any one rule file.
+type alarmsDoc struct {
+	MaxShelve  *time.Duration `yaml:"max_shelve"`
+	Chattering *windowDoc     `yaml:"chattering"`
+	Flood      *windowDoc     `yaml:"flood"`
+	RateLimit  *rateLimitDoc  `yaml:"rate_limit"`
+	Escalation *escalationDoc `yaml:"escalation"`
+}
+
+// windowDoc is a count within a time window.
+type windowDoc struct {
+	Count  *int           `yaml:"count"`
+	Window *time.Duration `yaml:"window"`
+}
+
+type rateLimitDoc struct {
+	Sensor     *windowDoc `yaml:"sensor"`
+	Enterprise *windowDoc `yaml:"enterprise"`
+}
+
+// escalationDoc holds the escalation limits of each priority.
+type escalationDoc struct {
+	P1 *escalationLimitsDoc `yaml:"priority_1"`
+	P2 *escalationLimitsDoc `yaml:"priority_2"`
+	P3 *escalationLimitsDoc `yaml:"priority_3"`
+	P4 *escalationLimitsDoc `yaml:"priority_4"`
+}
+
+type escalationLimitsDoc struct {
+	Park     *time.Duration `yaml:"park"`
+	County   *time.Duration `yaml:"county"`
+	Remind   *time.Duration `yaml:"remind"`
+	Feedback *time.Duration `yaml:"feedback"`
 }
 
 // votingDoc is a k-out-of-n voting group of gas detectors, by name.

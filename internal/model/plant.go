@@ -16,11 +16,17 @@ type Plant struct {
 
 type County struct {
 	ID, Name string
+	// Duty are the county's duty officers (县应急管理局值班员): the last
+	// step of the escalation ladder.
+	Duty []Person
 }
 
 type Park struct {
 	ID, Name string
 	County   int32
+	// Duty are the park control room's people on duty (园区值班): the
+	// second step of the escalation ladder.
+	Duty []Person
 }
 
 type Enterprise struct {
@@ -30,9 +36,14 @@ type Enterprise struct {
 	// IdlePowerKW is the power an idle (stopped) plant draws; a stop-ordered
 	// enterprise drawing more is producing. Zero when not configured.
 	IdlePowerKW float64
+	// Duty are the enterprise's own control room (企业值班), notified
+	// with the hazard source's responsible persons at the first step;
+	// for a plant-wide sensor they are the first step alone.
+	Duty []Person
 }
 
-// Person is one of a hazard source's responsible persons (包保责任人).
+// Person is one of a hazard source's responsible persons (包保责任人), or
+// one on duty in a control room.
 type Person struct {
 	Name, Phone string
 }
