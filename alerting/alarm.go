@@ -69,10 +69,77 @@ type Alarm struct {
 	// centre's clock.
 	RaisedAt, AckedAt, ReturnedAt, ClearedAt time.Time
 	AckedBy, ClearedBy                       string
+	// Escalation is where the occurrence stands on its escalation ladder.
+	Escalation Escalation
+	// Feedback is the enterprise's handling report (处置反馈), once given;
+	// FeedbackDue is when it is due (zero when none is owed), and
+	// FeedbackOverdue is set once that time passed without one.
+	Feedback        Feedback
+	FeedbackDue     time.Time
+	FeedbackOverdue bool
+	// Count is how many times the condition was raised in this occurrence;
+	// Chattering is set when it was raised Policy.Chatter.Count times
+	// within its window: its raises are grouped here, returns wait for a
+	// reset as a latched alarm's do, and a raise again does not ring.
+	Count      int
+	Chattering bool
+	// Raises are the reading times of the condition's latest raises,
+	// newest first, across occurrences: what chattering is judged on.
+	Raises [maxRaises]time.Time
 	// History holds the occurrence's events, oldest first. Shared between
 	// snapshots: do not modify.
 	History []Entry
 }
+
+// maxRaises is how many raises an alarm remembers: chattering can be set
+// to at most maxRaises+1 raises in its window.
+const maxRaises = 9
+
+// Escalation is an occurrence's place on the escalation ladder (包保责任 /
+// 源长制): enterprise, park control room, county duty officer. The ladder
+// runs while the alarm is shown unacknowledged and stops when someone
+// acknowledges it (or it is held); it starts again, from the step reached,
+// when the alarm is unacknowledged again.
+type Escalation struct {
+	// Step is the highest step notified in this occurrence.
+	Step model.EscalationStep
+	// Started is when the alarm was first shown unacknowledged: the start
+	// of the ladder and of the feedback limit. Zero: never shown.
+	Started time.Time
+	// Since is when the ladder's current run started, at step From; zero
+	// while it is stopped.
+	Since time.Time
+	From  model.EscalationStep
+	// Reminders counts the reminders sent at the current step.
+	Reminders int
+	// DueAt is when the next step or reminder is due; zero when none is.
+	DueAt time.Time
+	// Notified are the people the current step notified.
+	Notified []Contact
+}
+
+// Running reports whether the ladder runs: the alarm waits to be
+// acknowledged.
+func (e Escalation) Running() bool { return !e.Since.IsZero() }
+
+// Contact is a person an escalation step notifies.
+type Contact struct {
+	Name  string `json:"name"`
+	Phone string `json:"phone"`
+	// Role says why: 主要负责人, 技术负责人, 操作负责人 (the hazard
+	// source's responsible persons), 企业值班, 园区值班, 县应急值班.
+	Role string `json:"role"`
+}
+
+// Feedback is an enterprise's handling report of an alarm (处置反馈).
+type Feedback struct {
+	At            time.Time
+	By            string
+	Cause, Action string
+}
+
+// Given reports whether the feedback has been given.
+func (f Feedback) Given() bool { return !f.At.IsZero() }
 
 // Hold is a shelf, a suppression or an out-of-service period: since when,
 // by whom, why, and for a shelf until when. The zero Hold is off.
@@ -146,9 +213,13 @@ type Entry struct {
 	// fault's quality reason.
 	Reason string
 	// Due: a shelf's end, on the event that shelved it and on the one its
-	// timer made.
+	// timer made; when an escalation step, a reminder or the feedback fell
+	// due, on theirs.
 	Due  time.Time
 	Late bool
+	// Notified are the people the event notifies (a ring, an escalation
+	// step, a reminder, overdue feedback).
+	Notified []Contact
 }
 
 // Priority is 1 (highest) to 4 from the alarm's class, its level and the

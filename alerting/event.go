@@ -29,12 +29,17 @@ type Event struct {
 	Reason string
 	// From an operator (or, for a suppression, the system when empty).
 	User, Comment string
+	// Cause and Action: an enterprise's feedback (处置反馈).
+	Cause, Action string
 	// Duration: how long a shelf is to last.
 	Duration time.Duration
 	// Due: the end of a shelf: set by the Manager on the event that
 	// shelves, and on the shelf timer's event, the time it was due (which
-	// is earlier than At when it fell due while the centre was down).
+	// is earlier than At when it fell due while the centre was down); the
+	// same for the escalation's and the feedback's timers.
 	Due time.Time
+	// Notified are the people the event notifies (Change.Notified).
+	Notified []Contact
 
 	// Name is what the event did; At when the centre handled it.
 	Name Name
@@ -83,6 +88,9 @@ type eventJSON struct {
 	Comment       string     `json:"comment,omitempty"`
 	Duration      string     `json:"duration,omitempty"`
 	Due           *time.Time `json:"due_at,omitempty"`
+	Cause         string     `json:"cause,omitempty"`
+	Action        string     `json:"action,omitempty"`
+	Notified      []Contact  `json:"notified,omitempty"`
 	Alarm         Alarm      `json:"alarm"`
 }
 
@@ -93,7 +101,8 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Event: e.Name.String(), Op: e.Op.String(), At: e.At, TS: timePtr(e.TS),
 		Level: e.Level.String(), Value: e.Value, Limit: e.Limit, LimitKind: e.LimitKind,
 		Late: e.Late, ETA: timePtr(e.ETA), Reason: e.Reason, Ring: e.Ring, User: e.User, Comment: e.Comment,
-		Duration: durationString(e.Duration), Due: timePtr(e.Due), Alarm: e.Alarm,
+		Duration: durationString(e.Duration), Due: timePtr(e.Due), Cause: e.Cause, Action: e.Action,
+		Notified: e.Notified, Alarm: e.Alarm,
 	})
 }
 
@@ -113,7 +122,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		TS:    timeOf(w.TS),
 		Value: w.Value, Limit: w.Limit, LimitKind: w.LimitKind,
 		Late: w.Late, ETA: timeOf(w.ETA), Reason: w.Reason, Ring: w.Ring, User: w.User, Comment: w.Comment,
-		Due: timeOf(w.Due), Alarm: w.Alarm,
+		Due: timeOf(w.Due), Cause: w.Cause, Action: w.Action, Notified: w.Notified, Alarm: w.Alarm,
 	}
 	if w.Duration != "" {
 		d, err := time.ParseDuration(w.Duration)
@@ -134,53 +143,80 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 }
 
 type alarmJSON struct {
-	ID         string      `json:"id"`
-	Occurrence int         `json:"occurrence"`
-	Class      string      `json:"class"`
-	Priority   int         `json:"priority"`
-	Level      string      `json:"level,omitempty"`
-	State      string      `json:"state"`
-	Base       string      `json:"base_state,omitempty"`
-	Shelf      *holdJSON   `json:"shelf,omitempty"`
-	Suppressed *holdJSON   `json:"suppression,omitempty"`
-	OOS        *holdJSON   `json:"out_of_service,omitempty"`
-	Unshown    bool        `json:"unshown,omitempty"`
-	Active     bool        `json:"active"`
-	Latch      bool        `json:"latch"`
-	Late       bool        `json:"late"`
-	Source     Source      `json:"source"`
-	SensorName string      `json:"sensor_name"`
-	Kind       string      `json:"kind"`
-	Rule       string      `json:"rule"`
-	LimitKind  string      `json:"limit_kind,omitempty"`
-	Value      float64     `json:"value"`
-	Limit      float64     `json:"limit"`
-	Unit       string      `json:"unit"`
-	ETA        *time.Time  `json:"eta"`
-	Reason     string      `json:"reason,omitempty"`
-	Message    string      `json:"message"`
-	RaisedAt   *time.Time  `json:"raised_at"`
-	AckedAt    *time.Time  `json:"acked_at"`
-	AckedBy    string      `json:"acked_by"`
-	ReturnedAt *time.Time  `json:"returned_at"`
-	ClearedAt  *time.Time  `json:"cleared_at"`
-	ClearedBy  string      `json:"cleared_by,omitempty"`
-	History    []entryJSON `json:"history,omitempty"`
+	ID         string     `json:"id"`
+	Occurrence int        `json:"occurrence"`
+	Class      string     `json:"class"`
+	Priority   int        `json:"priority"`
+	Level      string     `json:"level,omitempty"`
+	State      string     `json:"state"`
+	Base       string     `json:"base_state,omitempty"`
+	Shelf      *holdJSON  `json:"shelf,omitempty"`
+	Suppressed *holdJSON  `json:"suppression,omitempty"`
+	OOS        *holdJSON  `json:"out_of_service,omitempty"`
+	Unshown    bool       `json:"unshown,omitempty"`
+	Active     bool       `json:"active"`
+	Latch      bool       `json:"latch"`
+	Late       bool       `json:"late"`
+	Source     Source     `json:"source"`
+	SensorName string     `json:"sensor_name"`
+	Kind       string     `json:"kind"`
+	Rule       string     `json:"rule"`
+	LimitKind  string     `json:"limit_kind,omitempty"`
+	Value      float64    `json:"value"`
+	Limit      float64    `json:"limit"`
+	Unit       string     `json:"unit"`
+	ETA        *time.Time `json:"eta"`
+	Reason     string     `json:"reason,omitempty"`
+	Message    string     `json:"message"`
+	RaisedAt   *time.Time `json:"raised_at"`
+	AckedAt    *time.Time `json:"acked_at"`
+	AckedBy    string     `json:"acked_by"`
+	ReturnedAt *time.Time `json:"returned_at"`
+	ClearedAt  *time.Time `json:"cleared_at"`
+	ClearedBy  string     `json:"cleared_by,omitempty"`
+	// SPEC §3's escalation {step, due_at, notified}, with the ladder's
+	// run (since, from, reminders) for a restart to rebuild it.
+	Escalation      *escalationJSON `json:"escalation"`
+	Feedback        *feedbackJSON   `json:"feedback"`
+	FeedbackDue     *time.Time      `json:"feedback_due,omitempty"`
+	FeedbackOverdue bool            `json:"feedback_overdue,omitempty"`
+	Count           int             `json:"count,omitempty"`
+	Chattering      bool            `json:"chattering,omitempty"`
+	Raises          []time.Time     `json:"raises,omitempty"`
+	History         []entryJSON     `json:"history,omitempty"`
+}
+
+type escalationJSON struct {
+	Step      string     `json:"step"`
+	DueAt     *time.Time `json:"due_at"`
+	Notified  []Contact  `json:"notified"`
+	Started   time.Time  `json:"started"`
+	Since     *time.Time `json:"since,omitempty"`
+	From      string     `json:"from,omitempty"`
+	Reminders int        `json:"reminders,omitempty"`
+}
+
+type feedbackJSON struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+	Cause  string    `json:"cause"`
+	Action string    `json:"action"`
 }
 
 type entryJSON struct {
-	Seq     uint64     `json:"seq"`
-	Event   string     `json:"event"`
-	At      time.Time  `json:"at"`
-	TS      *time.Time `json:"ts,omitempty"`
-	State   string     `json:"state"`
-	Level   string     `json:"level,omitempty"`
-	Value   float64    `json:"value"`
-	User    string     `json:"user,omitempty"`
-	Comment string     `json:"comment,omitempty"`
-	Reason  string     `json:"reason,omitempty"`
-	Due     *time.Time `json:"due_at,omitempty"`
-	Late    bool       `json:"late,omitempty"`
+	Seq      uint64     `json:"seq"`
+	Event    string     `json:"event"`
+	At       time.Time  `json:"at"`
+	TS       *time.Time `json:"ts,omitempty"`
+	State    string     `json:"state"`
+	Level    string     `json:"level,omitempty"`
+	Value    float64    `json:"value"`
+	User     string     `json:"user,omitempty"`
+	Comment  string     `json:"comment,omitempty"`
+	Reason   string     `json:"reason,omitempty"`
+	Due      *time.Time `json:"due_at,omitempty"`
+	Late     bool       `json:"late,omitempty"`
+	Notified []Contact  `json:"notified,omitempty"`
 }
 
 // holdJSON is a Hold that is on; an off one is left out of the alarm.
@@ -221,11 +257,30 @@ func (a Alarm) MarshalJSON() ([]byte, error) {
 	if a.Held() {
 		w.Base = a.Base.String()
 	}
+	if e := a.Escalation; !e.Started.IsZero() {
+		w.Escalation = &escalationJSON{Step: e.Step.String(), DueAt: timePtr(e.DueAt), Notified: e.Notified,
+			Started: e.Started, Since: timePtr(e.Since), Reminders: e.Reminders}
+		if e.Running() {
+			w.Escalation.From = e.From.String()
+		}
+	}
+	if f := a.Feedback; f.Given() {
+		w.Feedback = &feedbackJSON{At: f.At, By: f.By, Cause: f.Cause, Action: f.Action}
+	}
+	w.FeedbackDue, w.FeedbackOverdue = timePtr(a.FeedbackDue), a.FeedbackOverdue
+	w.Count, w.Chattering = a.Count, a.Chattering
+	for i, r := range a.Raises {
+		if r.IsZero() {
+			w.Raises = a.Raises[:i:i]
+			break
+		}
+		w.Raises = a.Raises[: i+1 : i+1]
+	}
 	for _, h := range a.History {
 		w.History = append(w.History, entryJSON{
 			Seq: h.Seq, Event: h.Event.String(), At: h.At, TS: timePtr(h.TS), State: h.State.String(),
 			Level: h.Level.String(), Value: h.Value, User: h.User, Comment: h.Comment, Reason: h.Reason,
-			Due: timePtr(h.Due), Late: h.Late,
+			Due: timePtr(h.Due), Late: h.Late, Notified: h.Notified,
 		})
 	}
 	return json.Marshal(w)
@@ -243,6 +298,24 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 		Unit: w.Unit, ETA: timeOf(w.ETA), Reason: w.Reason, Message: w.Message, RaisedAt: timeOf(w.RaisedAt), AckedAt: timeOf(w.AckedAt), AckedBy: w.AckedBy,
 		ReturnedAt: timeOf(w.ReturnedAt), ClearedAt: timeOf(w.ClearedAt), ClearedBy: w.ClearedBy,
 		Shelf: holdOf(w.Shelf), Suppression: holdOf(w.Suppressed), OutOfService: holdOf(w.OOS), Unshown: w.Unshown,
+		FeedbackDue: timeOf(w.FeedbackDue), FeedbackOverdue: w.FeedbackOverdue, Count: w.Count, Chattering: w.Chattering,
+	}
+	if len(w.Raises) > maxRaises {
+		return fmt.Errorf("alarm %s: %d raises, at most %d", w.ID, len(w.Raises), maxRaises)
+	}
+	copy(a.Raises[:], w.Raises)
+	if f := w.Feedback; f != nil {
+		a.Feedback = Feedback{At: f.At, By: f.By, Cause: f.Cause, Action: f.Action}
+	}
+	if e := w.Escalation; e != nil {
+		a.Escalation = Escalation{DueAt: timeOf(e.DueAt), Notified: e.Notified, Started: e.Started,
+			Since: timeOf(e.Since), Reminders: e.Reminders}
+		var ok1, ok2 bool
+		a.Escalation.Step, ok1 = parseEnum(e.Step, int(model.NumEscalationSteps), model.EscalationStep.String)
+		a.Escalation.From, ok2 = parseEnum(e.From, int(model.NumEscalationSteps), model.EscalationStep.String)
+		if !ok1 || (!ok2 && e.From != "") {
+			return fmt.Errorf("alarm %s: unknown escalation step %q or %q", w.ID, e.Step, e.From)
+		}
 	}
 	var ok [6]bool
 	a.Class, ok[0] = parseEnum(w.Class, int(model.ClassViolation)+1, model.AlarmClass.String)
@@ -264,7 +337,7 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 	}
 	for _, h := range w.History {
 		e := Entry{Seq: h.Seq, At: h.At, TS: timeOf(h.TS), Value: h.Value, User: h.User, Comment: h.Comment,
-			Reason: h.Reason, Due: timeOf(h.Due), Late: h.Late}
+			Reason: h.Reason, Due: timeOf(h.Due), Late: h.Late, Notified: h.Notified}
 		var ok [3]bool
 		e.Event, ok[0] = parseEnum(h.Event, numNames, Name.String)
 		e.State, ok[1] = parseEnum(h.State, int(model.StateOutOfService)+1, model.AlarmState.String)

@@ -26,6 +26,8 @@ var (
 	ErrNotShelvable error = &subError{"alerting: alarm is not in a state that can be shelved", ErrWrongState}
 	// ErrNotShelved: an unshelve of an alarm that is not shelved (409).
 	ErrNotShelved error = &subError{"alerting: alarm is not shelved", ErrWrongState}
+	// ErrFeedbackGiven: feedback for an alarm that has it already (409).
+	ErrFeedbackGiven error = &subError{"alerting: feedback already given", ErrWrongState}
 	// ErrInvalid: the action itself is malformed, e.g. no user (400).
 	ErrInvalid = errors.New("alerting: invalid action")
 	// ErrShelveTooLong: a shelf longer than the policy's limit (400).
@@ -80,11 +82,20 @@ const (
 	OpRemoveFromService
 	// OpReturnToService: it is back in service.
 	OpReturnToService
+	// OpFeedback: the enterprise reports its handling (处置反馈):
+	// Event.Cause and Event.Action.
+	OpFeedback
+	// OpEscalate: the escalation ladder's timer, due at Event.Due: the next
+	// step or a reminder.
+	OpEscalate
+	// OpFeedbackDue: the feedback limit, due at Event.Due, has passed.
+	OpFeedbackDue
 	numOps
 )
 
 var opNames = [numOps]string{"", "raise", "level_change", "return", "ack",
-	"shelve", "unshelve", "shelf_expired", "suppress", "unsuppress", "out_of_service", "in_service"}
+	"shelve", "unshelve", "shelf_expired", "suppress", "unsuppress", "out_of_service", "in_service",
+	"feedback", "escalate", "feedback_due"}
 
 func (o Op) String() string {
 	if o < numOps {
@@ -112,11 +123,21 @@ const (
 	Unsuppressed
 	RemovedFromService
 	ReturnedToService
+	// Escalated: the next step of the ladder was notified.
+	Escalated
+	// Reminded: the step reached was reminded.
+	Reminded
+	// FeedbackGiven: the enterprise reported its handling.
+	FeedbackGiven
+	// FeedbackOverdue: the feedback limit passed without a report; the
+	// park and the county are told.
+	FeedbackOverdue
 	numNames
 )
 
 var nameNames = [numNames]string{"", "raised", "level_changed", "returned", "acknowledged", "cleared",
-	"shelved", "unshelved", "suppressed", "unsuppressed", "out_of_service", "in_service"}
+	"shelved", "unshelved", "suppressed", "unsuppressed", "out_of_service", "in_service",
+	"escalated", "reminded", "feedback", "feedback_overdue"}
 
 func (n Name) String() string {
 	if n < numNames {
@@ -138,6 +159,13 @@ type Policy struct {
 	// condition when it is raised: a new occurrence starts under them.
 	// An open alarm keeps its own holds.
 	Suppression, OutOfService Hold
+	// Escalation holds the ladder's limits by priority (1-4); Contacts the
+	// people of each step for this alarm's source.
+	Escalation [5]model.EscalationLimits
+	Contacts   [model.NumEscalationSteps][]Contact
+	// Chatter: Count raises of the condition within Window is chattering
+	// (off when Count < 2).
+	Chatter model.Window
 }
 
 // Change is what Next did.
@@ -147,11 +175,16 @@ type Change struct {
 	// timer that is stale) or the action was refused.
 	Name     Name
 	From, To model.AlarmState
-	// Ring: annunciate (sound, banner, start escalation). Never for late
-	// data, for a level going down, an acknowledgement or a return, nor
-	// while the alarm is held (shelved, suppressed, out of service); the
-	// end of a hold rings when it shows an unacknowledged active alarm.
+	// Ring: annunciate (sound, banner). Never for late data, for a level
+	// going down, an acknowledgement or a return, nor while the alarm is
+	// held (shelved, suppressed, out of service), nor for a chattering
+	// alarm raised again; the end of a hold rings when it shows an
+	// unacknowledged active alarm.
 	Ring bool
+	// Notified are the people this event notifies: the step reached when
+	// it rings, the next step when it escalates, the step reached when it
+	// reminds, the park and the county when feedback is overdue.
+	Notified []Contact
 	// Err is set when an action is refused: ErrInvalid, ErrShelveTooLong,
 	// ErrWrongState, ErrNotAckable, ErrNotShelvable or ErrNotShelved,
 	// wrapped.
@@ -196,6 +229,12 @@ func Next(a Alarm, ev Event, now time.Time, pol Policy) (Alarm, Change) {
 		ch.Name, err = hold(&a, prev, ev, now)
 	case OpUnsuppress, OpReturnToService:
 		ch.Name, ch.Ring, err = release(&a, prev, ev, now)
+	case OpFeedback:
+		ch.Name, err = feedback(&a, prev, ev, now)
+	case OpEscalate:
+		ch.Name, ch.Notified = escalate(&a, ev, now, pol)
+	case OpFeedbackDue:
+		ch.Name, ch.Notified = feedbackDue(&a, ev, now, pol)
 	default:
 		err = fmt.Errorf("%w: unknown op %s", ErrInvalid, ev.Op)
 	}
@@ -205,6 +244,9 @@ func Next(a Alarm, ev Event, now time.Time, pol Policy) (Alarm, Change) {
 	}
 	a.show()
 	ch.Ring = ch.Ring && !a.Held()
+	if n := ladder(&a, prev, now, ch.Ring, pol); n != nil {
+		ch.Notified = n
+	}
 	ch.To = a.State
 	return a, ch
 }
@@ -215,23 +257,32 @@ func onRaise(a *Alarm, ev Event, at time.Time, pol Policy) (Name, bool) {
 	case a.State == model.StateNormal && !a.Held():
 		// A level change that finds no open alarm is a raise: the
 		// condition holds, and dropping it would hide it.
+		chatter := noteRaise(a, at, pol.Chatter)
 		*a = open(*a, ev, at, pol)
+		a.Chattering = chatter
 		return Raised, !ev.Late
 	case !a.Active:
 		// unack_rtn, a latched alarm waiting for its reset, or (under a
 		// hold) an episode that had ended: the same occurrence alarms
 		// again and must be acknowledged again.
+		a.Count++
+		a.Chattering = noteRaise(a, at, pol.Chatter) || a.Chattering
+		a.Active, a.Late, a.ReturnedAt = true, ev.Late, time.Time{}
+		setCondition(a, ev, pol)
+		if a.Chattering && a.State == model.StateAckActive {
+			// Grouped: a chattering alarm someone acknowledged is not
+			// owed a new acknowledgement each time it comes back.
+			return Raised, false
+		}
 		if a.State == model.StateNormal && a.byDesign() {
 			// A new episode that starts under a suppression or out of
 			// service: if it also ends there, nobody owes it an
 			// acknowledgement (see release).
 			a.Unshown = true
 		}
-		a.State, a.Active, a.Late = model.StateUnackActive, true, ev.Late
+		a.State = model.StateUnackActive
 		a.AckedAt, a.AckedBy = time.Time{}, ""
-		a.ReturnedAt = time.Time{}
-		setCondition(a, ev, pol)
-		return Raised, !ev.Late
+		return Raised, !ev.Late && !a.Chattering
 	case ev.Level == a.Level && ev.Limit == a.Limit:
 		return NameNone, false // already known
 	}
@@ -256,8 +307,8 @@ func onReturn(a *Alarm, ev Event, at time.Time, pol Policy) Name {
 	case a.State == model.StateUnackActive:
 		a.State = model.StateUnackRTN
 		return Returned
-	case pol.Latch:
-		return Returned // ack_active: latched, waits for its reset
+	case pol.Latch, a.Chattering:
+		return Returned // ack_active: latched or grouped, waits for its reset
 	case a.Held():
 		// Over underneath; the alarm itself ends when its hold does.
 		a.State = model.StateNormal
@@ -420,9 +471,27 @@ func open(a Alarm, ev Event, at time.Time, pol Policy) Alarm {
 	a.AckedBy, a.ClearedBy = "", ""
 	a.Shelf, a.Suppression, a.OutOfService = Hold{}, pol.Suppression, pol.OutOfService
 	a.Unshown = a.byDesign()
+	a.Escalation, a.Feedback, a.FeedbackDue, a.FeedbackOverdue = Escalation{}, Feedback{}, time.Time{}, false
+	a.Count, a.Chattering = 1, false
 	a.History = nil
 	setCondition(&a, ev, pol)
 	return a
+}
+
+// noteRaise records a raise of the condition at its reading time and says
+// whether the condition chatters: w.Count raises, this one included,
+// within w.Window. Readings come in order per sensor, but late data may
+// interleave, so a raise counts when it is within the window either way.
+func noteRaise(a *Alarm, at time.Time, w model.Window) bool {
+	n := 0
+	for _, t := range a.Raises[:min(max(w.Count-1, 0), maxRaises)] {
+		if d := at.Sub(t); !t.IsZero() && d < w.Window && d > -w.Window {
+			n++
+		}
+	}
+	copy(a.Raises[1:], a.Raises[:maxRaises-1])
+	a.Raises[0] = at
+	return w.Count >= 2 && n >= w.Count-1
 }
 
 func setCondition(a *Alarm, ev Event, pol Policy) {

@@ -21,7 +21,21 @@ var (
 	shelf       = Hold{At: tNow.Add(-30 * time.Minute), Until: tNow, By: "李明远", Reason: "联锁调试，误报频繁"}
 	suppression = Hold{At: tNow.Add(-time.Hour), Reason: SuppressMaintenance}
 	outOfServ   = Hold{At: tNow.Add(-2 * time.Hour), By: "王工", Reason: "探头标定"}
-	tablePolicy = Policy{SourceLevel: 1, MaxShelve: 8 * time.Hour}
+	tablePolicy = Policy{SourceLevel: 1, MaxShelve: 8 * time.Hour, Escalation: tableLimits, Contacts: tableContacts}
+	// Every priority escalates alike in the table: the park 10 min after
+	// the ladder starts, the county after 30, reminders every 10 min, the
+	// feedback due 10 min after the alarm was first shown.
+	tableLimits = [5]model.EscalationLimits{
+		1: {Park: 10 * time.Minute, County: 30 * time.Minute, Remind: 10 * time.Minute, Feedback: 10 * time.Minute},
+		2: {Park: 10 * time.Minute, County: 30 * time.Minute, Remind: 10 * time.Minute, Feedback: 10 * time.Minute},
+		3: {Park: 10 * time.Minute, County: 30 * time.Minute, Remind: 10 * time.Minute, Feedback: 10 * time.Minute},
+		4: {Park: 10 * time.Minute, County: 30 * time.Minute, Remind: 10 * time.Minute, Feedback: 10 * time.Minute},
+	}
+	tableContacts = [model.NumEscalationSteps][]Contact{
+		{{Name: "张伟", Phone: "13800001003", Role: "操作负责人"}, {Name: "吴中控", Phone: "13800001099", Role: "企业值班"}},
+		{{Name: "周园区", Phone: "13900008001", Role: "园区值班"}},
+		{{Name: "赵应急", Phone: "13900009001", Role: "县应急值班"}},
+	}
 )
 
 // startAlarm builds a starting point from spec, "[HOLDS/]BASE[/unshown]":
@@ -41,6 +55,7 @@ func startAlarm(spec string, level model.AlarmLevel, latch bool) Alarm {
 	if level == model.L2 {
 		a.Limit, a.LimitKind = 2, "HH"
 	}
+	a.Priority = Priority(a.Class, a.Level, tablePolicy.SourceLevel)
 	parts := strings.Split(spec, "/")
 	if parts[len(parts)-1] == "unshown" {
 		a.Unshown = true
@@ -76,6 +91,12 @@ func startAlarm(spec string, level model.AlarmLevel, latch bool) Alarm {
 		panic(spec)
 	}
 	a.show()
+	// It was shown 10 minutes ago: its feedback is due now, and while it
+	// is shown unacknowledged its ladder's park step is due now.
+	a.Escalation.Started, a.FeedbackDue = tNow.Add(-10*time.Minute), tNow
+	if !a.Held() && (a.State == model.StateUnackActive || a.State == model.StateUnackRTN) {
+		a.Escalation.Since, a.Escalation.DueAt = a.Escalation.Started, tNow
+	}
 	return a
 }
 
@@ -107,7 +128,9 @@ func specOf(a Alarm) string {
 // shelf_expired (due when the table's shelf is; shelf_expired:stale for an
 // earlier shelf's timer), suppress (maintenance; suppress:suspended,
 // suppress:bad_reason), unsuppress, out_of_service (out_of_service:no_reason),
-// in_service (in_service:no_user).
+// in_service (in_service:no_user), feedback (feedback:no_cause), escalate
+// (due now, as startAlarm's ladder is; escalate:stale an hour earlier),
+// feedback_due (due now).
 func event(op string) Event {
 	name, variant, _ := strings.Cut(op, ":")
 	lvl := func(def model.AlarmLevel) Event {
@@ -172,6 +195,18 @@ func event(op string) Event {
 		if variant == "no_user" {
 			ev.User = ""
 		}
+	case "feedback":
+		ev = Event{Op: OpFeedback, User: "张伟", Cause: "阀门法兰垫片老化，微量泄漏", Action: "关阀更换垫片，复测合格"}
+		if variant == "no_cause" {
+			ev.Cause = ""
+		}
+	case "escalate":
+		ev = Event{Op: OpEscalate, Due: tNow}
+		if variant == "stale" {
+			ev.Due = tNow.Add(-time.Hour)
+		}
+	case "feedback_due":
+		ev = Event{Op: OpFeedbackDue, Due: tNow}
 	default:
 		panic(op)
 	}
@@ -228,6 +263,9 @@ func TestNext(t *testing.T) {
 		{both, "normal", L1, "unsuppress", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
 		{both, "normal", L1, "out_of_service", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
 		{both, "normal", L1, "in_service", want{"normal", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "normal", L1, "feedback", want{"normal", false, FeedbackGiven, false, nil, 1}, ""},
+		{both, "normal", L1, "escalate", want{"normal", false, NameNone, false, nil, 1}, ""},
+		{both, "normal", L1, "feedback_due", want{"normal", false, FeedbackOverdue, false, nil, 1}, ""},
 
 		// unack_active
 		{both, "unack_active", L1, "raise", want{"unack_active", true, NameNone, false, nil, 1}, ""},
@@ -247,6 +285,10 @@ func TestNext(t *testing.T) {
 		{both, "unack_active", L1, "out_of_service", want{"out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
 		{plain, "unack_active", L1, "out_of_service:no_reason", want{"unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
 		{both, "unack_active", L1, "in_service", want{"unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_active", L1, "feedback", want{"unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_active", L1, "escalate", want{"unack_active", true, Escalated, false, nil, 1}, ""},
+		{plain, "unack_active", L1, "escalate:stale", want{"unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "unack_active", L1, "feedback_due", want{"unack_active", true, FeedbackOverdue, false, nil, 1}, ""},
 
 		// ack_active, condition holding
 		{both, "ack_active", L1, "raise", want{"ack_active", true, NameNone, false, nil, 1}, ""},
@@ -276,6 +318,13 @@ func TestNext(t *testing.T) {
 		{latched, "ack_active_rtn", L1, "unsuppress", want{"ack_active", false, NameNone, false, ErrWrongState, 1}, ""},
 		{latched, "ack_active_rtn", L1, "out_of_service", want{"out_of_service/ack_active", false, RemovedFromService, false, nil, 1}, ""},
 		{latched, "ack_active_rtn", L1, "in_service", want{"ack_active", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "ack_active", L1, "feedback", want{"ack_active", true, FeedbackGiven, false, nil, 1}, ""},
+		{plain, "ack_active", L1, "feedback:no_cause", want{"ack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "ack_active", L1, "escalate", want{"ack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "ack_active", L1, "feedback_due", want{"ack_active", true, FeedbackOverdue, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "feedback", want{"ack_active", false, FeedbackGiven, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "escalate", want{"ack_active", false, NameNone, false, nil, 1}, ""},
+		{latched, "ack_active_rtn", L1, "feedback_due", want{"ack_active", false, FeedbackOverdue, false, nil, 1}, ""},
 
 		// unack_rtn: alarming again is the same occurrence.
 		{both, "unack_rtn", L1, "raise", want{"unack_active", true, Raised, true, nil, 1}, ""},
@@ -289,6 +338,9 @@ func TestNext(t *testing.T) {
 		{both, "unack_rtn", L1, "unsuppress", want{"unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
 		{both, "unack_rtn", L1, "out_of_service", want{"out_of_service/unack_rtn", false, RemovedFromService, false, nil, 1}, ""},
 		{both, "unack_rtn", L1, "in_service", want{"unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_rtn", L1, "feedback", want{"unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "unack_rtn", L1, "escalate", want{"unack_rtn", false, Escalated, false, nil, 1}, ""},
+		{both, "unack_rtn", L1, "feedback_due", want{"unack_rtn", false, FeedbackOverdue, false, nil, 1}, ""},
 
 		// shelved: rule events move the state underneath and never ring;
 		// by hand it comes back acknowledged, by its timer unacknowledged.
@@ -316,6 +368,10 @@ func TestNext(t *testing.T) {
 		{both, "shelved/unack_active", L1, "unsuppress", want{"shelved/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
 		{both, "shelved/unack_active", L1, "out_of_service", want{"shelved+out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
 		{both, "shelved/unack_active", L1, "in_service", want{"shelved/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "shelved/ack_active", L1, "feedback", want{"shelved/ack_active", true, FeedbackGiven, false, nil, 1}, ""},
+		{both, "shelved/unack_active", L1, "feedback", want{"shelved/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "shelved/unack_active", L1, "escalate", want{"shelved/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "shelved/unack_rtn", L1, "feedback_due", want{"shelved/unack_rtn", false, FeedbackOverdue, false, nil, 1}, ""},
 
 		// suppressed by design: the same underneath; its end shows the true
 		// state, except that an episode wholly inside it is owed nothing.
@@ -340,6 +396,10 @@ func TestNext(t *testing.T) {
 		{both, "shelved+suppressed/unack_rtn/unshown", L1, "unsuppress", want{"shelved/normal", false, Unsuppressed, false, nil, 1}, ""},
 		{both, "suppressed/unack_active", L1, "out_of_service", want{"suppressed+out_of_service/unack_active", true, RemovedFromService, false, nil, 1}, ""},
 		{both, "suppressed/unack_active", L1, "in_service", want{"suppressed/unack_active", true, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "suppressed/ack_active", L1, "feedback", want{"suppressed/ack_active", true, FeedbackGiven, false, nil, 1}, ""},
+		{both, "suppressed/unack_rtn", L1, "feedback", want{"suppressed/unack_rtn", false, NameNone, false, ErrWrongState, 1}, ""},
+		{both, "suppressed/unack_active", L1, "escalate", want{"suppressed/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "suppressed/unack_active", L1, "feedback_due", want{"suppressed/unack_active", true, FeedbackOverdue, false, nil, 1}, ""},
 
 		// out of service: as suppressed, by an admin's hand and with a reason.
 		{both, "out_of_service/unack_active", L1, "raise", want{"out_of_service/unack_active", true, NameNone, false, nil, 1}, ""},
@@ -358,6 +418,9 @@ func TestNext(t *testing.T) {
 		{both, "out_of_service/unack_rtn/unshown", L1, "in_service", want{"normal", false, Cleared, false, nil, 1}, ""},
 		{both, "suppressed+out_of_service/unack_rtn/unshown", L1, "in_service", want{"suppressed/unack_rtn/unshown", false, ReturnedToService, false, nil, 1}, ""},
 		{plain, "out_of_service/unack_active", L1, "in_service:no_user", want{"out_of_service/unack_active", true, NameNone, false, ErrInvalid, 1}, ""},
+		{both, "out_of_service/ack_active", L1, "feedback", want{"out_of_service/ack_active", true, FeedbackGiven, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "escalate", want{"out_of_service/unack_active", true, NameNone, false, nil, 1}, ""},
+		{both, "out_of_service/unack_active", L1, "feedback_due", want{"out_of_service/unack_active", true, FeedbackOverdue, false, nil, 1}, ""},
 	}
 	covered := map[string]bool{}
 	runs := 0
