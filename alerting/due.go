@@ -6,19 +6,28 @@ import (
 	"time"
 )
 
-// dueQueue holds the times at which something falls due for an alarm
-// (today a shelf's end), earliest first, ties by alarm id so that the
-// order is the same on every run. Entries are not removed when what they
-// stand for goes away (an alarm unshelved by hand): whoever pops one
-// checks that it still holds. Owned by the Run goroutine.
+// dueQueue holds the times at which something falls due for an alarm (a
+// shelf's end, an escalation step or reminder, the feedback limit),
+// earliest first, ties by alarm id and kind so that the order is the same
+// on every run. Entries are not removed when what they stand for goes away
+// (an alarm unshelved by hand, acknowledged): whoever pops one checks that
+// the alarm is still due then. Owned by the Run goroutine.
 type dueQueue struct{ h dueHeap }
 
+// dueKind is what falls due: the op of the timer's event.
+type dueKind = Op
+
 type dueEntry struct {
-	at time.Time
-	id string
+	at   time.Time
+	id   string
+	kind dueKind
 }
 
-func (q *dueQueue) push(at time.Time, id string) { heap.Push(&q.h, dueEntry{at, id}) }
+func (q *dueQueue) push(at time.Time, id string, kind dueKind) {
+	heap.Push(&q.h, dueEntry{at, id, kind})
+}
+
+func (q *dueQueue) len() int { return len(q.h) }
 
 // first is the earliest due time, if any.
 func (q *dueQueue) first() (time.Time, bool) {
@@ -29,12 +38,11 @@ func (q *dueQueue) first() (time.Time, bool) {
 }
 
 // popDue removes and returns the earliest entry if it is due by now.
-func (q *dueQueue) popDue(now time.Time) (time.Time, string, bool) {
+func (q *dueQueue) popDue(now time.Time) (dueEntry, bool) {
 	if len(q.h) == 0 || q.h[0].at.After(now) {
-		return time.Time{}, "", false
+		return dueEntry{}, false
 	}
-	e := heap.Pop(&q.h).(dueEntry)
-	return e.at, e.id, true
+	return heap.Pop(&q.h).(dueEntry), true
 }
 
 type dueHeap []dueEntry
@@ -44,7 +52,10 @@ func (h dueHeap) Less(i, j int) bool {
 	if c := h[i].at.Compare(h[j].at); c != 0 {
 		return c < 0
 	}
-	return strings.Compare(h[i].id, h[j].id) < 0
+	if c := strings.Compare(h[i].id, h[j].id); c != 0 {
+		return c < 0
+	}
+	return h[i].kind < h[j].kind
 }
 func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueEntry)) }

@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,14 @@ import (
 const (
 	// StreamName is the stream that holds every alarm event.
 	StreamName = "ALARMS"
-	// subjectPrefix: events are published on alarms.<enterprise>, so a
-	// consumer can later take one enterprise's events alone.
+	// subjectPrefix: the stream's subjects. Events are written as batches
+	// (group commit) on alarms.events; logs written before batching hold
+	// one event per message on alarms.<enterprise>, and still replay.
 	subjectPrefix = "alarms."
+	subject       = subjectPrefix + "events"
+	// maxMessage bounds one message of the log, well under NATS's
+	// default max_payload (1 MiB): a larger batch takes several.
+	maxMessage = 512 << 10
 )
 
 // JetStreamLog is the Log on a JetStream file stream. On internal/bus's
@@ -49,24 +55,89 @@ func OpenJetStreamLog(ctx context.Context, js jetstream.JetStream) (*JetStreamLo
 	return &JetStreamLog{js: js}, nil
 }
 
-// Append publishes ev and waits for the stream's acknowledgement.
-func (l *JetStreamLog) Append(ctx context.Context, ev Event) (Event, error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return Event{}, fmt.Errorf("alerting: encode event %d: %w", ev.Seq.Global, err)
+// Append writes evs as few messages as fit maxMessage, each a JSON array
+// of events, and waits for the stream's acknowledgement of every one. On
+// internal/bus's server (SyncAlways) each acknowledgement comes after that
+// message's fsync, so one write holds a whole batch. A message's id is the
+// range of global seqs it holds: an Append retried after an error writes
+// the same messages, and the server drops what it already has.
+func (l *JetStreamLog) Append(ctx context.Context, evs []Event) error {
+	type pending struct {
+		ack      jetstream.PubAckFuture
+		from, to int
 	}
-	ent := ev.Alarm.Source.Enterprise
-	if ent == "" {
-		ent = "_"
+	var out []pending
+	buf := make([]byte, 0, 4096)
+	from := 0
+	send := func(to int) error {
+		buf = append(buf, ']')
+		id := strconv.FormatUint(evs[from].Seq.Global, 10) + "-" + strconv.FormatUint(evs[to-1].Seq.Global, 10)
+		f, err := l.js.PublishAsync(subject, buf, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		if err != nil {
+			return fmt.Errorf("alerting: append events %s: %w", id, err)
+		}
+		out = append(out, pending{f, from, to})
+		buf, from = make([]byte, 0, 4096), to
+		return nil
 	}
-	ack, err := l.js.Publish(ctx, subjectPrefix+ent, data,
-		jetstream.WithMsgID(strconv.FormatUint(ev.Seq.Global, 10)),
-		jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		return Event{}, fmt.Errorf("alerting: append event %d: %w", ev.Seq.Global, err)
+	for i := range evs {
+		data, err := json.Marshal(evs[i])
+		if err != nil {
+			return fmt.Errorf("alerting: encode event %d: %w", evs[i].Seq.Global, err)
+		}
+		if i > from && len(buf)+len(data)+2 > maxMessage {
+			if err := send(i); err != nil {
+				return err
+			}
+		}
+		if len(buf) == 0 {
+			buf = append(buf, '[')
+		} else {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, data...)
 	}
-	ev.LogSeq = ack.Sequence
-	return ev, nil
+	if len(evs) > 0 {
+		if err := send(len(evs)); err != nil {
+			return err
+		}
+	}
+	for _, p := range out {
+		select {
+		case ack := <-p.ack.Ok():
+			for i := p.from; i < p.to; i++ {
+				evs[i].LogSeq = ack.Sequence
+			}
+		case err := <-p.ack.Err():
+			return fmt.Errorf("alerting: append events %d-%d: %w", evs[p.from].Seq.Global, evs[p.to-1].Seq.Global, err)
+		case <-ctx.Done():
+			return fmt.Errorf("alerting: append events %d-%d: %w", evs[p.from].Seq.Global, evs[p.to-1].Seq.Global, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// DecodeMessage calls fn with each event of one message of the log: a
+// batch (a JSON array) or, as written before batching, a single event.
+func DecodeMessage(data []byte, fn func(Event) error) error {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) > 0 && data[0] == '{' {
+		var ev Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return fn(ev)
+	}
+	var evs []Event
+	if err := json.Unmarshal(data, &evs); err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Replay reads the stream from the start with an ordered consumer, to the
@@ -116,12 +187,11 @@ func (l *JetStreamLog) Replay(ctx context.Context, fn func(Event) error) error {
 				return fmt.Errorf("alerting: replay %s: %w", StreamName, err)
 			}
 			seen = meta.Sequence.Stream
-			var ev Event
-			if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-				return fmt.Errorf("alerting: replay %s: message %d: %w", StreamName, seen, err)
-			}
-			ev.LogSeq = seen
-			if err := fn(ev); err != nil {
+			err = DecodeMessage(msg.Data(), func(ev Event) error {
+				ev.LogSeq = seen
+				return fn(ev)
+			})
+			if err != nil {
 				return fmt.Errorf("alerting: replay %s: message %d: %w", StreamName, seen, err)
 			}
 			if seen >= last || meta.NumPending == 0 {

@@ -3,6 +3,9 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +15,7 @@ import (
 
 // openBus starts the embedded server on dir and opens the alarm log on it;
 // the returned function closes both.
-func openBus(t *testing.T, dir string) (*JetStreamLog, *bus.Server, func()) {
+func openBus(t testing.TB, dir string) (*JetStreamLog, *bus.Server, func()) {
 	t.Helper()
 	srv, err := bus.Start(bus.Options{Dir: dir})
 	if err != nil {
@@ -38,7 +41,7 @@ func openBus(t *testing.T, dir string) (*JetStreamLog, *bus.Server, func()) {
 }
 
 // streamMsgs counts the messages in the ALARMS stream.
-func streamMsgs(t *testing.T, srv *bus.Server) uint64 {
+func streamMsgs(t testing.TB, srv *bus.Server) uint64 {
 	t.Helper()
 	nc, js, err := srv.JetStream("count")
 	if err != nil {
@@ -82,20 +85,20 @@ func TestJetStreamRestart(t *testing.T) {
 	if err := m.Ack(ctx, gt, "张伟", "已派人巡检"); err != nil {
 		t.Fatal(err)
 	}
-	if n := streamMsgs(t, srv); n != 4 {
+	if n := loggedEvents(t, log); n != 4 {
 		t.Fatalf("Ack returned with %d events in the stream, want 4", n)
 	}
 	next(t, evs)
 	submit(t, m, ret(t, "e01-V101-LT", model.ThresholdHigh, 2.1, now.Add(time.Second)))
-	if ev := next(t, evs); ev.Alarm.State != model.StateUnackRTN || ev.LogSeq != 5 {
-		t.Fatalf("return: %s at log seq %d", ev.Alarm.State, ev.LogSeq)
+	if ev := next(t, evs); ev.Alarm.State != model.StateUnackRTN || ev.Seq.Global != 5 || ev.LogSeq != streamMsgs(t, srv) {
+		t.Fatalf("return: %s, seq %d at log seq %d", ev.Alarm.State, ev.Seq.Global, ev.LogSeq)
 	}
 	before, _ := json.Marshal(m.Active())
 	cancel()
 	stop()
 	closeBus()
 
-	log2, _, closeBus2 := openBus(t, dir)
+	log2, srv2, closeBus2 := openBus(t, dir)
 	defer closeBus2()
 	m2, stop2 := run(t, log2)
 	defer stop2()
@@ -109,7 +112,7 @@ func TestJetStreamRestart(t *testing.T) {
 	evs2, cancel2 := m2.Subscribe(16)
 	defer cancel2()
 	submit(t, m2, ret(t, "e02-GT-201", model.ThresholdHigh, 3, now.Add(2*time.Second)))
-	if ev := next(t, evs2); ev.Seq != (Seqs{Global: 6, Enterprise: 2, Park: 6, County: 6}) || ev.LogSeq != 6 {
+	if ev := next(t, evs2); ev.Seq != (Seqs{Global: 6, Enterprise: 2, Park: 6, County: 6}) || ev.LogSeq != streamMsgs(t, srv2) {
 		t.Fatalf("first event after restart: %+v at log seq %d", ev.Seq, ev.LogSeq)
 	}
 
@@ -127,7 +130,7 @@ func TestJetStreamRestart(t *testing.T) {
 			{"park " + src.Park, ev.Seq.Park}, {"county " + src.County, ev.Seq.County},
 		} {
 			if c.got != last[c.key]+1 {
-				t.Errorf("event %d: %s seq %d after %d", ev.LogSeq, c.key, c.got, last[c.key])
+				t.Errorf("event %d: %s seq %d after %d", ev.Seq.Global, c.key, c.got, last[c.key])
 			}
 			last[c.key] = c.got
 		}
@@ -141,24 +144,97 @@ func TestJetStreamRestart(t *testing.T) {
 	}
 }
 
-// TestJetStreamAppendTwice: appending an event again after an error
-// (same global seq) does not store it twice.
+// loggedEvents counts the events in the log.
+func loggedEvents(t *testing.T, log *JetStreamLog) int {
+	t.Helper()
+	n := 0
+	if err := log.Replay(context.Background(), func(Event) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// testEvent is a raise of alarm n of the table's gas detector, seq n.
+func testEvent(n int) Event {
+	return Event{Op: OpRaise, Name: Raised, At: time.Now().UTC(), Seq: Seqs{Global: uint64(n), Enterprise: uint64(n)},
+		Alarm: Alarm{ID: fmt.Sprintf("e01-GT-101.threshold_high.%d", n), Occurrence: n, Source: gasSrc, State: model.StateUnackActive,
+			Message: strings.Repeat("氯气泄漏报警 / chlorine leak alarm ", 40)}}
+}
+
+// TestJetStreamAppendTwice: appending a batch again after an error (same
+// global seqs) does not store it twice.
 func TestJetStreamAppendTwice(t *testing.T) {
 	log, srv, closeBus := openBus(t, t.TempDir())
 	defer closeBus()
 	ctx := context.Background()
-	ev := Event{Op: OpRaise, Name: Raised, At: time.Now().UTC(), Seq: Seqs{Global: 1, Enterprise: 1},
-		Alarm: Alarm{ID: "e01-GT-101.threshold_high.1", Source: gasSrc, State: model.StateUnackActive}}
-	a, err := log.Append(ctx, ev)
+	a := []Event{testEvent(1), testEvent(2)}
+	if err := log.Append(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	b := []Event{testEvent(1), testEvent(2)}
+	if err := log.Append(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if a[1].LogSeq != 1 || b[1].LogSeq != 1 || streamMsgs(t, srv) != 1 || loggedEvents(t, log) != 2 {
+		t.Fatalf("log seqs %d and %d, %d messages, %d events; want 1, 1, 1, 2", a[1].LogSeq, b[1].LogSeq, streamMsgs(t, srv), loggedEvents(t, log))
+	}
+}
+
+// TestJetStreamBigBatch: a batch larger than one message is written as
+// several, and replays whole and in order.
+func TestJetStreamBigBatch(t *testing.T) {
+	log, srv, closeBus := openBus(t, t.TempDir())
+	defer closeBus()
+	evs := make([]Event, 2000)
+	for i := range evs {
+		evs[i] = testEvent(i + 1)
+	}
+	if err := log.Append(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	msgs := streamMsgs(t, srv)
+	if msgs < 2 || evs[len(evs)-1].LogSeq != msgs || evs[0].LogSeq != 1 {
+		t.Fatalf("%d messages, log seqs %d … %d; want several, the last the last", msgs, evs[0].LogSeq, evs[len(evs)-1].LogSeq)
+	}
+	want := uint64(1)
+	err := log.Replay(context.Background(), func(ev Event) error {
+		if ev.Seq.Global != want {
+			return fmt.Errorf("event %d, want %d", ev.Seq.Global, want)
+		}
+		want++
+		return nil
+	})
+	if err != nil || want != 2001 {
+		t.Fatalf("replay: %v after %d events", err, want-1)
+	}
+}
+
+// TestJetStreamOldMessages: a log written one event per message, before
+// batching, replays, and batches follow it.
+func TestJetStreamOldMessages(t *testing.T) {
+	log, srv, closeBus := openBus(t, t.TempDir())
+	defer closeBus()
+	nc, js, err := srv.JetStream("old-writer")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := log.Append(ctx, ev)
-	if err != nil {
+	defer nc.Close()
+	ctx := context.Background()
+	for i := 1; i <= 2; i++ {
+		data, _ := json.Marshal(testEvent(i))
+		if _, err := js.Publish(ctx, "alarms.e01", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Append(ctx, []Event{testEvent(3)}); err != nil {
 		t.Fatal(err)
 	}
-	if a.LogSeq != 1 || b.LogSeq != 1 || streamMsgs(t, srv) != 1 {
-		t.Fatalf("log seqs %d and %d, %d messages; want 1, 1, 1", a.LogSeq, b.LogSeq, streamMsgs(t, srv))
+	var got []uint64
+	if err := log.Replay(ctx, func(ev Event) error { got = append(got, ev.Seq.Global); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("replayed %v", got)
 	}
 }
 

@@ -16,10 +16,13 @@ import (
 
 // Log is the durable log of alarm events, as the Manager needs it.
 type Log interface {
-	// Append makes ev durable and returns it with its LogSeq. It returns
-	// only once the event would survive a power loss. Appending the same
-	// event again (same Seq.Global) after an error must not store it twice.
-	Append(ctx context.Context, ev Event) (Event, error)
+	// Append makes evs durable, in order, and sets each one's LogSeq. It
+	// returns only once they would all survive a power loss. Appending the
+	// same events again (same Seq.Global) after an error must not store
+	// any of them twice. The Manager hands it every event made while the
+	// previous Append was under way: one write for many events is its
+	// group commit.
+	Append(ctx context.Context, evs []Event) error
 	// Replay calls fn with every event in the log, oldest first.
 	Replay(ctx context.Context, fn func(Event) error) error
 }
@@ -41,12 +44,17 @@ type Options struct {
 	// default 5 s.
 	RetryMax time.Duration
 	// MaxShelve is the longest an operator may shelve an alarm; default
-	// DefaultMaxShelve.
+	// Alarms.MaxShelve.
 	MaxShelve time.Duration
+	// Alarms are the escalation limits and noise settings of the rule
+	// files; the zero value means model.DefaultAlarmRules.
+	Alarms model.AlarmRules
+	// MaxBatch bounds the events made durable in one Append; default 1024.
+	MaxBatch int
 }
 
-// DefaultMaxShelve is the shelving limit when Options.MaxShelve is unset:
-// one shift, so that a shelf never outlasts the operator who set it.
+// DefaultMaxShelve is the shelving limit of the default alarm rules: one
+// shift, so that a shelf never outlasts the operator who set it.
 const DefaultMaxShelve = 8 * time.Hour
 
 // Manager is the one owner of alarm state. Its Run goroutine takes
@@ -66,10 +74,13 @@ type Manager struct {
 	running     atomic.Bool
 
 	// Owned by the Run goroutine.
-	slots   []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
-	shelves dueQueue // the shelves' ends; entries whose shelf has gone are skipped
-	global  uint64
-	scope   [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
+	slots  []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
+	timers dueQueue // shelves' ends, escalation and feedback limits; stale entries are skipped
+	global uint64
+	scope  [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
+	b      batch                // events waiting to be made durable together
+	// contacts caches who each escalation step notifies, by source.
+	contacts map[Source][model.NumEscalationSteps][]Contact
 
 	// mu publishes what the owner changes: the owner writes alarms and
 	// lastSeq under it (and reads them without it: nobody else writes),
@@ -113,22 +124,30 @@ func New(o Options) (*Manager, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Second
 	}
+	if o.Alarms == (model.AlarmRules{}) {
+		o.Alarms = model.DefaultAlarmRules()
+	}
 	if o.MaxShelve <= 0 {
-		o.MaxShelve = DefaultMaxShelve
+		o.MaxShelve = o.Alarms.MaxShelve
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
 	}
 	m := &Manager{
 		o: o, log: o.Logger, clock: o.Clock,
 		trans: make(chan model.Transition, o.Queue),
 		acts:  make(chan actReq),
 		ready: make(chan struct{}), done: make(chan struct{}),
-		slots:  make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
-		alarms: map[string]Alarm{},
-		subs:   map[*subscriber]struct{}{},
-		met:    newMetrics(),
+		slots:    make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
+		contacts: map[Source][model.NumEscalationSteps][]Contact{},
+		alarms:   map[string]Alarm{},
+		subs:     map[*subscriber]struct{}{},
+		met:      newMetrics(),
 	}
 	for i := range m.scope {
 		m.scope[i] = map[string]uint64{}
 	}
+	m.b.reset(0)
 	return m, nil
 }
 
@@ -137,9 +156,16 @@ func New(o Options) (*Manager, error) {
 // On return it closes every subscriber's channel. Transitions still queued
 // at that point are dropped: stop the rules stage first.
 //
-// Shelves come back from the log with their original ends: one that fell
-// due while the centre was down ends before Ready, its event carrying the
+// Timers come back from the log with their original due times: a shelf's
+// end, an escalation step or reminder, a feedback limit that fell due
+// while the centre was down fires before Ready, its event carrying the
 // time it was due.
+//
+// Each turn of the loop takes what is waiting (transitions, actions, due
+// timers), up to Options.MaxBatch events, and makes those events durable
+// in one Append before anything of them is applied, pushed or answered:
+// while one write is under way the next batch gathers, so the log's fsync
+// is shared by as many events as arrive meanwhile (group commit).
 func (m *Manager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("alerting: Run called twice")
@@ -163,19 +189,22 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("alerting: replay: %w", err)
 	}
+	m.b.reset(m.global)
+	m.rebuildTimers()
 	nOpen, nShelved := m.openCount()
-	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved)
+	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved, "timers", m.timers.len())
 	m.onDue(ctx)
+	m.flush(ctx)
 	close(m.ready)
-	// One timer for the earliest shelf's end, armed on the Manager's
-	// clock. A wake-up that the clock says is early only re-arms it.
+	// One timer for the earliest due time, armed on the Manager's clock.
+	// A wake-up that the clock says is early only re-arms it.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	var armed time.Time
 	for {
 		var due <-chan time.Time
-		if at, ok := m.shelves.first(); ok {
+		if at, ok := m.timers.first(); ok {
 			if !at.Equal(armed) {
 				timer.Reset(max(at.Sub(m.clock()), 0))
 				armed = at
@@ -188,11 +217,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		case t := <-m.trans:
 			m.onTransition(ctx, t)
 		case r := <-m.acts:
-			r.reply <- m.onAct(ctx, r)
+			m.onAct(ctx, r)
 		case <-due:
 			armed = time.Time{}
 			m.onDue(ctx)
 		}
+		m.gather(ctx)
+		m.flush(ctx)
 	}
 }
 
@@ -286,10 +317,20 @@ func (m *Manager) ReturnToService(ctx context.Context, id, user, comment string)
 	return m.act(ctx, id, Event{Op: OpReturnToService, User: user, Comment: comment})
 }
 
+// Feedback records the enterprise's handling report (处置反馈) of alarm
+// id: the cause found and the action taken. It closes the loop. The alarm
+// must have been acknowledged (ErrWrongState otherwise); feedback is given
+// once (ErrFeedbackGiven).
+func (m *Manager) Feedback(ctx context.Context, id, user, cause, action string) error {
+	return m.act(ctx, id, Event{Op: OpFeedback, User: user, Cause: cause, Action: action})
+}
+
 // act hands an action to the Run goroutine and waits for its answer.
 func (m *Manager) act(ctx context.Context, id string, ev Event) error {
-	if len(ev.Comment) > maxComment || len(ev.Reason) > maxComment || len(ev.User) > maxComment {
-		return fmt.Errorf("%w: a user, reason and comment of at most %d bytes each", ErrInvalid, maxComment)
+	for _, f := range []string{ev.Comment, ev.Reason, ev.User, ev.Cause, ev.Action} {
+		if len(f) > maxComment {
+			return fmt.Errorf("%w: a user, reason, comment, cause and action of at most %d bytes each", ErrInvalid, maxComment)
+		}
 	}
 	r := actReq{ctx: ctx, id: id, ev: ev, reply: make(chan error, 1)}
 	select {
@@ -447,7 +488,7 @@ func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 		m.log.Warn("transition of an unknown sensor or rule dropped", "sensor", t.Sensor, "rule", t.Rule)
 		return
 	}
-	a, ok := m.alarms[m.slots[slot(t.Sensor, t.Rule)]]
+	a, ok := m.latest(slot(t.Sensor, t.Rule))
 	if !ok {
 		a = m.template(t)
 	}
@@ -468,100 +509,44 @@ func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 		}
 		ev.LimitKind = m.limitKind(t)
 	}
-	if _, err := m.commit(ctx, a, ev, m.policy(a, t.Sensor)); err != nil && ctx.Err() == nil {
+	if err := m.stage(a, ev, m.policy(a, t.Sensor)); err != nil {
 		m.log.Error("transition not applied", "sensor", p.Sensors[t.Sensor].ID, "rule", t.Rule, "err", err)
 	}
 }
 
-func (m *Manager) onAct(ctx context.Context, r actReq) error {
-	if err := r.ctx.Err(); err != nil {
-		return err // the caller has gone: do not act for it
+// onAct stages an operator's action; it is answered once the batch it is
+// in is durable (flush), a refusal too, so that no answer rests on a state
+// that is not durable yet.
+func (m *Manager) onAct(_ context.Context, r actReq) {
+	var err error
+	if err = r.ctx.Err(); err == nil { // else the caller has gone: do not act for it
+		if a, ok := m.alarm(r.id); !ok {
+			err = fmt.Errorf("%w: %s", ErrNotFound, r.id)
+		} else {
+			err = m.stage(a, r.ev, m.policyOf(a))
+		}
 	}
-	a, ok := m.alarms[r.id]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, r.id)
-	}
-	_, err := m.commit(ctx, a, r.ev, m.policyOf(a))
-	return err
+	m.b.replies = append(m.b.replies, reply{ch: r.reply, err: err})
 }
 
-// onDue ends every shelf whose time has come by the Manager's clock, each
-// with the time it was due.
+// onDue stages the event of every timer whose time has come by the
+// Manager's clock, each with the time it was due. A timer whose alarm has
+// moved on (unshelved by hand, acknowledged, given its feedback) is
+// dropped by Next, which checks the due time against the alarm's own.
 func (m *Manager) onDue(ctx context.Context) {
 	now := m.clock()
-	for {
-		at, id, ok := m.shelves.popDue(now)
-		if !ok || ctx.Err() != nil {
+	for len(m.b.evs) < m.o.MaxBatch && ctx.Err() == nil {
+		d, ok := m.timers.popDue(now)
+		if !ok {
 			return
 		}
-		a, ok := m.alarms[id]
-		if !ok || !a.Shelf.On() || !a.Shelf.Until.Equal(at) {
-			continue // unshelved by hand, or shelved again since
+		a, ok := m.alarm(d.id)
+		if !ok {
+			continue
 		}
-		if _, err := m.commit(ctx, a, Event{Op: OpShelfExpired, Due: at}, m.policyOf(a)); err != nil && ctx.Err() == nil {
-			m.log.Error("shelf end not applied", "alarm", id, "due", at, "err", err)
+		if err := m.stage(a, Event{Op: d.kind, Due: d.at}, m.policyOf(a)); err != nil {
+			m.log.Error("timer not applied", "alarm", d.id, "op", d.kind, "due", d.at, "err", err)
 		}
-	}
-}
-
-// commit applies ev to a, makes the event durable and only then publishes
-// it. Nothing happens when Next changes nothing.
-func (m *Manager) commit(ctx context.Context, a Alarm, ev Event, pol Policy) (Event, error) {
-	now := m.clock().UTC()
-	next, ch := Next(a, ev, now, pol)
-	if ch.Err != nil {
-		return Event{}, ch.Err
-	}
-	if ch.Name == NameNone {
-		return Event{}, nil
-	}
-	ev.Name, ev.At, ev.Ring = ch.Name, now, ch.Ring
-	if ev.Op == OpShelve {
-		ev.Due = next.Shelf.Until
-	}
-	next.History = nil
-	ev.Alarm = next
-	ev.Seq = Seqs{Global: m.global + 1}
-	for i, id := range m.scopeIDs(next.Source) {
-		if id != "" {
-			*m.scopeSeq(&ev.Seq, i) = m.scope[i][id] + 1
-		}
-	}
-	durable, err := m.appendDurable(ctx, ev)
-	if err != nil {
-		return Event{}, err
-	}
-	m.apply(durable, true)
-	m.log.Info("alarm "+ch.Name.String(), "alarm", next.ID, "state", next.State, "from", ch.From,
-		"base", next.Base, "op", ev.Op, "level", next.Level, "priority", next.Priority, "value", next.Value,
-		"limit", next.Limit, "late", ev.Late, "user", ev.User, "reason", ev.Reason, "seq", ev.Seq.Global)
-	return durable, nil
-}
-
-// appendDurable retries until the event is durable or ctx ends. It uses
-// the Manager's context, not an operator's: giving up half-way would leave
-// it unknown whether the event is in the log, and the next event would
-// then take its sequence number.
-func (m *Manager) appendDurable(ctx context.Context, ev Event) (Event, error) {
-	wait := 50 * time.Millisecond
-	for {
-		d, err := m.o.Log.Append(ctx, ev)
-		if err == nil {
-			return d, nil
-		}
-		if ctx.Err() != nil {
-			return Event{}, fmt.Errorf("alerting: event %d not durable: %w", ev.Seq.Global, err)
-		}
-		m.log.Error("alarm event not durable; retrying", "seq", ev.Seq.Global, "alarm", ev.Alarm.ID,
-			"event", ev.Name, "retry_in", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Event{}, fmt.Errorf("alerting: event %d not durable: %w", ev.Seq.Global, ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, m.o.RetryMax)
 	}
 }
 
@@ -570,18 +555,19 @@ func (m *Manager) appendDurable(ctx context.Context, ev Event) (Event, error) {
 func (m *Manager) apply(ev Event, deliver bool) {
 	a := ev.Alarm
 	prev := m.alarms[a.ID]
-	// Clip: snapshots handed out share the old history, so appending must
-	// copy rather than write into their backing array.
-	a.History = append(slices.Clip(prev.History), Entry{
+	// Appended in place: readers get clones (Get, Active), and writing
+	// past the end of the slice the map held changes nothing they hold.
+	a.History = append(prev.History, Entry{
 		Seq: ev.Seq.Global, Event: ev.Name, At: ev.At, TS: ev.TS, State: a.State, Level: a.Level,
 		Value: a.Value, User: ev.User, Comment: ev.Comment, Reason: ev.Reason, Due: ev.Due, Late: ev.Late,
+		Notified: ev.Notified,
 	})
-	if ev.Name == Shelved && a.Shelf.On() {
-		m.shelves.push(a.Shelf.Until, a.ID)
+	if deliver {
+		m.pushTimers(a, prev)
 	}
 	m.global = max(m.global, ev.Seq.Global)
-	if si, ok := m.o.Plant.SensorIndex(a.Source.Sensor); ok && a.Rule < model.NumRuleKinds {
-		m.slots[slot(si, a.Rule)] = a.ID
+	if sl, ok := m.slotOf(a); ok && m.newer(a, m.slots[sl]) {
+		m.slots[sl] = a.ID
 	}
 	m.mu.Lock()
 	// The scope counters are written under mu too, so that a snapshot can
@@ -671,7 +657,8 @@ func (m *Manager) policyOf(a Alarm) Policy {
 // latch it started with, so a rules reload does not change an alarm
 // half-way.
 func (m *Manager) policy(a Alarm, sensor int32) Policy {
-	pol := Policy{Latch: a.Latch, MaxShelve: m.o.MaxShelve}
+	pol := Policy{Latch: a.Latch, MaxShelve: m.o.MaxShelve, Escalation: m.o.Alarms.Escalation,
+		Chatter: m.o.Alarms.Chatter, Contacts: m.contactsOf(a.Source)}
 	if sensor < 0 {
 		return pol
 	}

@@ -36,33 +36,37 @@ func TestMain(m *testing.M) {
 // also run the log's encoding. gate, when set, makes every Append wait for
 // a value from it; fail makes the next appends fail.
 type memLog struct {
-	mu   sync.Mutex
-	recs [][]byte
-	fail int
-	gate chan struct{}
+	mu      sync.Mutex
+	recs    [][]byte
+	fail    int
+	gate    chan struct{}
+	appends int // Append calls that stored their events
 }
 
-func (l *memLog) Append(ctx context.Context, ev Event) (Event, error) {
+func (l *memLog) Append(ctx context.Context, evs []Event) error {
 	if l.gate != nil {
 		select {
 		case <-l.gate:
 		case <-ctx.Done():
-			return Event{}, ctx.Err()
+			return ctx.Err()
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail > 0 {
 		l.fail--
-		return Event{}, errors.New("disk full")
+		return errors.New("disk full")
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return Event{}, err
+	l.appends++
+	for i := range evs {
+		b, err := json.Marshal(evs[i])
+		if err != nil {
+			return err
+		}
+		l.recs = append(l.recs, b)
+		evs[i].LogSeq = uint64(len(l.recs))
 	}
-	l.recs = append(l.recs, b)
-	ev.LogSeq = uint64(len(l.recs))
-	return ev, nil
+	return nil
 }
 
 func (l *memLog) Replay(ctx context.Context, fn func(Event) error) error {
@@ -102,7 +106,22 @@ func run(t *testing.T, log Log) (*Manager, func()) {
 // checks that it ended cleanly; calling it again does nothing.
 func startManager(t *testing.T, log Log, buffer int) (*Manager, <-chan Event, func()) {
 	t.Helper()
-	m, err := New(Options{Plant: demo.Plant, Rules: demo.Rules, Log: log})
+	return startManagerWith(t, log, buffer, quietAlarms())
+}
+
+// quietAlarms are the default alarm rules with the escalation ladder and
+// the feedback limit off: what the tests of other things run with, so
+// that their timelines show only what they are about.
+func quietAlarms() model.AlarmRules {
+	r := model.DefaultAlarmRules()
+	r.Escalation = [5]model.EscalationLimits{}
+	return r
+}
+
+// startManagerWith is startManager with the alarm rules given.
+func startManagerWith(t *testing.T, log Log, buffer int, alarms model.AlarmRules) (*Manager, <-chan Event, func()) {
+	t.Helper()
+	m, err := New(Options{Plant: demo.Plant, Rules: demo.Rules, Log: log, Alarms: alarms})
 	if err != nil {
 		t.Fatal(err)
 	}

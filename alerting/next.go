@@ -257,16 +257,19 @@ func onRaise(a *Alarm, ev Event, at time.Time, pol Policy) (Name, bool) {
 	case a.State == model.StateNormal && !a.Held():
 		// A level change that finds no open alarm is a raise: the
 		// condition holds, and dropping it would hide it.
-		chatter := noteRaise(a, at, pol.Chatter)
+		n := noteRaise(a, at, pol.Chatter)
 		*a = open(*a, ev, at, pol)
-		a.Chattering = chatter
+		if chattering(n, pol.Chatter) {
+			// The raises that make it chatter are counted in it.
+			a.Chattering, a.Count = true, n
+		}
 		return Raised, !ev.Late
 	case !a.Active:
 		// unack_rtn, a latched alarm waiting for its reset, or (under a
 		// hold) an episode that had ended: the same occurrence alarms
 		// again and must be acknowledged again.
 		a.Count++
-		a.Chattering = noteRaise(a, at, pol.Chatter) || a.Chattering
+		a.Chattering = chattering(noteRaise(a, at, pol.Chatter), pol.Chatter) || a.Chattering
 		a.Active, a.Late, a.ReturnedAt = true, ev.Late, time.Time{}
 		setCondition(a, ev, pol)
 		if a.Chattering && a.State == model.StateAckActive {
@@ -478,12 +481,12 @@ func open(a Alarm, ev Event, at time.Time, pol Policy) Alarm {
 	return a
 }
 
-// noteRaise records a raise of the condition at its reading time and says
-// whether the condition chatters: w.Count raises, this one included,
-// within w.Window. Readings come in order per sensor, but late data may
-// interleave, so a raise counts when it is within the window either way.
-func noteRaise(a *Alarm, at time.Time, w model.Window) bool {
-	n := 0
+// noteRaise records a raise of the condition at its reading time and
+// returns how many raises, this one included, fall within w.Window of it.
+// Readings come in order per sensor, but late data may interleave, so a
+// raise counts when it is within the window either way.
+func noteRaise(a *Alarm, at time.Time, w model.Window) int {
+	n := 1
 	for _, t := range a.Raises[:min(max(w.Count-1, 0), maxRaises)] {
 		if d := at.Sub(t); !t.IsZero() && d < w.Window && d > -w.Window {
 			n++
@@ -491,8 +494,11 @@ func noteRaise(a *Alarm, at time.Time, w model.Window) bool {
 	}
 	copy(a.Raises[1:], a.Raises[:maxRaises-1])
 	a.Raises[0] = at
-	return w.Count >= 2 && n >= w.Count-1
+	return n
 }
+
+// chattering says whether n raises within the window are chattering.
+func chattering(n int, w model.Window) bool { return w.Count >= 2 && n >= w.Count }
 
 func setCondition(a *Alarm, ev Event, pol Policy) {
 	a.Level, a.Value, a.Limit = ev.Level, ev.Value, ev.Limit

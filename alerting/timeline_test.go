@@ -25,6 +25,9 @@ import (
 //	                [+DURATION] COMMAND ARGS…
 //	              a step without a time happens when the one before it did.
 //	              Commands:
+//	                alarms demo                    (first line only) run with the demo's alarm
+//	                                               rules: its escalation limits; without it the
+//	                                               ladder and the feedback limit are off
 //	                sensor ID                      the next steps are about this demo sensor
 //	                raise H|HH|L|LL VALUE          a threshold transition of that limit
 //	                return VALUE                   the condition of the current alarm ended
@@ -35,6 +38,7 @@ import (
 //	                unsuppress [USER]
 //	                out_of_service USER REASON…
 //	                in_service USER [COMMENT…]
+//	                feedback USER CAUSE… | ACTION…
 //	                stop | start                   the Manager stops, and starts again on its log
 //	                state                          print the current alarm as it stands
 //	                wait                           only let the time pass (timers fire)
@@ -59,7 +63,15 @@ func TestTimelines(t *testing.T) {
 func runTimeline(t *testing.T, file string) string {
 	log := &memLog{}
 	start := time.Now()
-	m, evs, stop := startSubscribed(t, log)
+	lines := readTimeline(t, file)
+	alarms := quietAlarms()
+	if len(lines) > 0 && lines[0].fields[0] == "alarms" {
+		if len(lines[0].fields) != 2 || lines[0].fields[1] != "demo" {
+			t.Fatalf("%s:%d: alarms demo is the only choice", file, lines[0].n)
+		}
+		alarms, lines = demo.Alarms, lines[1:]
+	}
+	m, evs, stop := startManagerWith(t, log, 64, alarms)
 	defer func() { stop() }()
 	var (
 		out    strings.Builder
@@ -86,7 +98,6 @@ func runTimeline(t *testing.T, file string) string {
 			}
 		}
 	}
-	lines := readTimeline(t, file)
 	for _, l := range lines {
 		bad := func(format string, args ...any) {
 			t.Fatalf("%s:%d: %s", file, l.n, fmt.Sprintf(format, args...))
@@ -159,11 +170,15 @@ func runTimeline(t *testing.T, file string) string {
 		case "in_service":
 			need(2)
 			err = m.ReturnToService(ctx, id, f[1], rest(2))
+		case "feedback":
+			need(3)
+			cause, action, _ := strings.Cut(rest(2), "|")
+			err = m.Feedback(ctx, id, f[1], strings.TrimSpace(cause), strings.TrimSpace(action))
 		case "stop":
 			stop()
 		case "start":
 			fmt.Fprintf(&out, "%-7s start: %d events in the log\n", rel(time.Since(start)), log.len())
-			m, evs, stop = startSubscribed(t, log)
+			m, evs, stop = startManagerWith(t, log, 64, alarms)
 		case "state":
 			a, ok := m.Get(id)
 			if !ok {
@@ -264,6 +279,28 @@ func formatEvent(ev Event, from model.AlarmState, start time.Time) string {
 	if ev.Comment != "" {
 		fmt.Fprintf(&b, "  %q", ev.Comment)
 	}
+	if ev.Cause != "" {
+		fmt.Fprintf(&b, "  cause %q action %q", ev.Cause, ev.Action)
+	}
+	if a.Count > 1 || a.Chattering {
+		fmt.Fprintf(&b, "  count %d", a.Count)
+		if a.Chattering {
+			b.WriteString(" chattering")
+		}
+	}
+	if ev.Name == Escalated || ev.Name == Reminded {
+		fmt.Fprintf(&b, "  step %s", a.Escalation.Step)
+		if ev.Name == Reminded {
+			fmt.Fprintf(&b, " reminder %d", a.Escalation.Reminders)
+		}
+	}
+	if len(ev.Notified) > 0 {
+		var ns []string
+		for _, c := range ev.Notified {
+			ns = append(ns, c.Name+"("+c.Role+")")
+		}
+		b.WriteString("  → " + strings.Join(ns, " "))
+	}
 	if ev.Name == Raised || ev.Name == LevelChanged {
 		b.WriteString("\n        " + a.Message)
 	}
@@ -301,6 +338,20 @@ func formatState(a Alarm, start time.Time) string {
 	}
 	if !a.ClearedAt.IsZero() {
 		fmt.Fprintf(&b, ", ended at %s", rel(a.ClearedAt.Sub(start)))
+	}
+	if e := a.Escalation; !e.Started.IsZero() {
+		fmt.Fprintf(&b, ", escalation at %s", e.Step)
+		if !e.DueAt.IsZero() {
+			fmt.Fprintf(&b, " next due %s", rel(e.DueAt.Sub(start)))
+		}
+	}
+	switch {
+	case a.Feedback.Given():
+		fmt.Fprintf(&b, ", feedback by %s at %s", a.Feedback.By, rel(a.Feedback.At.Sub(start)))
+	case a.FeedbackOverdue:
+		b.WriteString(", feedback overdue")
+	case !a.FeedbackDue.IsZero():
+		fmt.Fprintf(&b, ", feedback due %s", rel(a.FeedbackDue.Sub(start)))
 	}
 	return b.String() + "\n"
 }

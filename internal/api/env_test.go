@@ -60,12 +60,14 @@ type memLog struct {
 	evs []alerting.Event
 }
 
-func (l *memLog) Append(ctx context.Context, ev alerting.Event) (alerting.Event, error) {
+func (l *memLog) Append(ctx context.Context, evs []alerting.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.evs = append(l.evs, ev)
-	ev.LogSeq = uint64(len(l.evs))
-	return ev, nil
+	for i := range evs {
+		l.evs = append(l.evs, evs[i])
+		evs[i].LogSeq = uint64(len(l.evs))
+	}
+	return nil
 }
 
 func (l *memLog) Replay(ctx context.Context, fn func(alerting.Event) error) error {

@@ -142,7 +142,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Log: alog, Clock: o.Clock, Logger: o.Logger}); err != nil {
+	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Alarms: o.Config.Alarms, Log: alog, Clock: o.Clock, Logger: o.Logger}); err != nil {
 		return nil, err
 	}
 	if err := c.reg.Register(c.alarms.Collector()); err != nil {

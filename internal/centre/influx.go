@@ -2,7 +2,6 @@ package centre
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,17 +73,21 @@ func (c *Centre) startInflux(ctx context.Context, runCtx context.Context, js jet
 			return len(readings), w.AddReadings(readings, done)
 		},
 	}
-	var events [1]influx.AlarmEvent
+	var events []influx.AlarmEvent
 	af := &influxFeed{
 		stream: alerting.StreamName, w: w,
 		log: o.Logger, clock: c.o.Clock, inflight: map[jetstream.Msg]struct{}{},
 		add: func(data []byte, done func()) (int, error) {
-			var ev alerting.Event
-			if err := json.Unmarshal(data, &ev); err != nil {
+			// A message of the log holds a batch of events (group commit).
+			events = events[:0]
+			err := alerting.DecodeMessage(data, func(ev alerting.Event) error {
+				events = append(events, alarmPoint(&ev))
+				return nil
+			})
+			if err != nil {
 				return 0, err
 			}
-			events[0] = alarmPoint(&ev)
-			return 1, w.AddAlarmEvents(events[:], done)
+			return len(events), w.AddAlarmEvents(events, done)
 		},
 	}
 	for _, f := range []*influxFeed{rf, af} {
