@@ -91,19 +91,24 @@ type eventJSON struct {
 	Cause         string     `json:"cause,omitempty"`
 	Action        string     `json:"action,omitempty"`
 	Notified      []Contact  `json:"notified,omitempty"`
-	Alarm         Alarm      `json:"alarm"`
+	Alarm         alarmJSON  `json:"alarm"`
 }
 
 // MarshalJSON writes the event as the ALARMS stream stores it.
-func (e Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(eventJSON{
+func (e Event) MarshalJSON() ([]byte, error) { return json.Marshal(e.wire()) }
+
+// wire is the event as written: one plain struct, so that encoding it is
+// one pass (a nested MarshalJSON would make encoding/json check and copy
+// the alarm's bytes again: the log's hot spot).
+func (e Event) wire() eventJSON {
+	return eventJSON{
 		V: eventVersion, Seq: e.Seq.Global, SeqEnterprise: e.Seq.Enterprise, SeqPark: e.Seq.Park, SeqCounty: e.Seq.County,
 		Event: e.Name.String(), Op: e.Op.String(), At: e.At, TS: timePtr(e.TS),
 		Level: e.Level.String(), Value: e.Value, Limit: e.Limit, LimitKind: e.LimitKind,
 		Late: e.Late, ETA: timePtr(e.ETA), Reason: e.Reason, Ring: e.Ring, User: e.User, Comment: e.Comment,
 		Duration: durationString(e.Duration), Due: timePtr(e.Due), Cause: e.Cause, Action: e.Action,
-		Notified: e.Notified, Alarm: e.Alarm,
-	})
+		Notified: e.Notified, Alarm: e.Alarm.wire(),
+	}
 }
 
 // UnmarshalJSON reads an event written by MarshalJSON.
@@ -122,7 +127,10 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		TS:    timeOf(w.TS),
 		Value: w.Value, Limit: w.Limit, LimitKind: w.LimitKind,
 		Late: w.Late, ETA: timeOf(w.ETA), Reason: w.Reason, Ring: w.Ring, User: w.User, Comment: w.Comment,
-		Due: timeOf(w.Due), Cause: w.Cause, Action: w.Action, Notified: w.Notified, Alarm: w.Alarm,
+		Due: timeOf(w.Due), Cause: w.Cause, Action: w.Action, Notified: w.Notified,
+	}
+	if err := e.Alarm.fromWire(&w.Alarm); err != nil {
+		return err
 	}
 	if w.Duration != "" {
 		d, err := time.ParseDuration(w.Duration)
@@ -244,7 +252,9 @@ func holdOf(p *holdJSON) Hold {
 // MarshalJSON writes SPEC §3's alarm object (with a few more fields);
 // times are RFC 3339, null when not reached or, for eta, when the alarm is
 // not a prediction.
-func (a Alarm) MarshalJSON() ([]byte, error) {
+func (a Alarm) MarshalJSON() ([]byte, error) { return json.Marshal(a.wire()) }
+
+func (a Alarm) wire() alarmJSON {
 	w := alarmJSON{
 		ID: a.ID, Occurrence: a.Occurrence, Class: a.Class.String(), Priority: a.Priority,
 		Level: a.Level.String(), State: a.State.String(), Active: a.Active, Latch: a.Latch, Late: a.Late,
@@ -283,7 +293,7 @@ func (a Alarm) MarshalJSON() ([]byte, error) {
 			Due: timePtr(h.Due), Late: h.Late, Notified: h.Notified,
 		})
 	}
-	return json.Marshal(w)
+	return w
 }
 
 // UnmarshalJSON reads an alarm written by MarshalJSON.
@@ -292,6 +302,10 @@ func (a *Alarm) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
+	return a.fromWire(&w)
+}
+
+func (a *Alarm) fromWire(w *alarmJSON) error {
 	*a = Alarm{
 		ID: w.ID, Occurrence: w.Occurrence, Priority: w.Priority, Active: w.Active, Latch: w.Latch, Late: w.Late,
 		Source: w.Source, SensorName: w.SensorName, LimitKind: w.LimitKind, Value: w.Value, Limit: w.Limit,

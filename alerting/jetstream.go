@@ -67,35 +67,43 @@ func (l *JetStreamLog) Append(ctx context.Context, evs []Event) error {
 		from, to int
 	}
 	var out []pending
-	buf := make([]byte, 0, 4096)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	from := 0
 	send := func(to int) error {
-		buf = append(buf, ']')
+		buf.WriteByte(']')
 		id := strconv.FormatUint(evs[from].Seq.Global, 10) + "-" + strconv.FormatUint(evs[to-1].Seq.Global, 10)
-		f, err := l.js.PublishAsync(subject, buf, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		// The future keeps the message to resend it when the stream has
+		// no responder yet: it gets a copy of its own.
+		f, err := l.js.PublishAsync(subject, bytes.Clone(buf.Bytes()), jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
 		if err != nil {
 			return fmt.Errorf("alerting: append events %s: %w", id, err)
 		}
 		out = append(out, pending{f, from, to})
-		buf, from = make([]byte, 0, 4096), to
+		buf.Reset()
+		from = to
 		return nil
 	}
 	for i := range evs {
-		data, err := json.Marshal(evs[i])
-		if err != nil {
+		mark := buf.Len()
+		if buf.Len() == 0 {
+			buf.WriteByte('[')
+		} else {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(evs[i].wire()); err != nil {
 			return fmt.Errorf("alerting: encode event %d: %w", evs[i].Seq.Global, err)
 		}
-		if i > from && len(buf)+len(data)+2 > maxMessage {
+		if i > from && buf.Len()+1 > maxMessage {
+			// This event does not fit: send the others, then it alone
+			// starts the next message.
+			rest := append([]byte{'['}, buf.Bytes()[mark+1:]...)
+			buf.Truncate(mark)
 			if err := send(i); err != nil {
 				return err
 			}
+			buf.Write(rest)
 		}
-		if len(buf) == 0 {
-			buf = append(buf, '[')
-		} else {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, data...)
 	}
 	if len(evs) > 0 {
 		if err := send(len(evs)); err != nil {
