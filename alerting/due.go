@@ -14,8 +14,12 @@ import (
 // the alarm is still due then. Owned by the Run goroutine.
 type dueQueue struct{ h dueHeap }
 
-// dueKind is what falls due: the op of the timer's event.
+// dueKind is what falls due: the op of a timer's event on its alarm, or
+// dueFlood, a flood's window to look at again (id empty).
 type dueKind = Op
+
+// dueFlood is not an op of Next: the Manager handles it.
+const dueFlood dueKind = numOps
 
 type dueEntry struct {
 	at   time.Time

@@ -81,6 +81,7 @@ type Manager struct {
 	b      batch                // events waiting to be made durable together
 	// contacts caches who each escalation step notifies, by source.
 	contacts map[Source][model.NumEscalationSteps][]Contact
+	floods   *floods
 
 	// mu publishes what the owner changes: the owner writes alarms and
 	// lastSeq under it (and reads them without it: nobody else writes),
@@ -92,6 +93,11 @@ type Manager struct {
 	lastSeq uint64
 	subs    map[*subscriber]struct{}
 	stopped bool
+	// flooding is the floods now, published from the owner's detector;
+	// floodSubs get each start and end.
+	flooding   []Flood
+	floodEnded []FloodPeriod
+	floodSubs  map[chan Flood]struct{}
 }
 
 // actReq is an action on one alarm, answered once its event is durable.
@@ -138,11 +144,13 @@ func New(o Options) (*Manager, error) {
 		trans: make(chan model.Transition, o.Queue),
 		acts:  make(chan actReq),
 		ready: make(chan struct{}), done: make(chan struct{}),
-		slots:    make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
-		contacts: map[Source][model.NumEscalationSteps][]Contact{},
-		alarms:   map[string]Alarm{},
-		subs:     map[*subscriber]struct{}{},
-		met:      newMetrics(),
+		slots:     make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
+		contacts:  map[Source][model.NumEscalationSteps][]Contact{},
+		floods:    newFloods(o.Alarms.Flood),
+		alarms:    map[string]Alarm{},
+		subs:      map[*subscriber]struct{}{},
+		floodSubs: map[chan Flood]struct{}{},
+		met:       newMetrics(),
 	}
 	for i := range m.scope {
 		m.scope[i] = map[string]uint64{}
@@ -191,6 +199,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.b.reset(m.global)
 	m.rebuildTimers()
+	m.floods.expire(m.clock())
+	m.publishFloods(nil)
+	if at, ok := m.floods.next(); ok {
+		m.timers.push(at, "", dueFlood)
+	}
 	nOpen, nShelved := m.openCount()
 	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved, "timers", m.timers.len())
 	m.onDue(ctx)
@@ -233,6 +246,10 @@ func (m *Manager) stop() {
 	for s := range m.subs {
 		close(s.ch)
 		delete(m.subs, s)
+	}
+	for ch := range m.floodSubs {
+		close(ch)
+		delete(m.floodSubs, ch)
 	}
 	m.mu.Unlock()
 	close(m.done)
@@ -424,6 +441,8 @@ func (m *Manager) Conditions() []model.Transition {
 type Snapshot struct {
 	Seq    uint64
 	Alarms []Alarm
+	// Floods are the scopes in a flood as of Seq.
+	Floods []Flood
 	// Scopes holds the last seq of each scope as of Seq, keyed
 	// "enterprise:ID", "park:ID" and "county:ID": the N of a WebSocket
 	// snapshot for a client of that scope.
@@ -453,7 +472,7 @@ func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func
 	m.mu.Lock()
 	var sn Snapshot
 	if snap {
-		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked(), Scopes: map[string]uint64{}}
+		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked(), Floods: slices.Clone(m.flooding), Scopes: map[string]uint64{}}
 		for i, kind := range [3]string{"enterprise", "park", "county"} {
 			for id, seq := range m.scope[i] {
 				sn.Scopes[kind+":"+id] = seq
@@ -540,6 +559,13 @@ func (m *Manager) onDue(ctx context.Context) {
 		if !ok {
 			return
 		}
+		if d.kind == dueFlood {
+			m.publishFloods(m.floods.expire(now))
+			if at, ok := m.floods.next(); ok && at.After(now) {
+				m.timers.push(at, "", dueFlood)
+			}
+			continue
+		}
 		a, ok := m.alarm(d.id)
 		if !ok {
 			continue
@@ -565,6 +591,19 @@ func (m *Manager) apply(ev Event, deliver bool) {
 	if deliver {
 		m.pushTimers(a, prev)
 	}
+	var started []Flood
+	if ev.Name == Raised && prev.ID == "" && !a.Held() && m.floods.on() {
+		// A new alarm in view counts towards a flood of its enterprise
+		// and of its park.
+		for _, sc := range [...][2]string{{"enterprise", a.Source.Enterprise}, {"park", a.Source.Park}} {
+			if f, ok := m.floods.add(sc[0], sc[1], ev.At); ok {
+				started = append(started, f)
+			}
+		}
+		if deliver {
+			m.timers.push(ev.At.Add(m.floods.w.Window), "", dueFlood)
+		}
+	}
 	m.global = max(m.global, ev.Seq.Global)
 	if sl, ok := m.slotOf(a); ok && m.newer(a, m.slots[sl]) {
 		m.slots[sl] = a.ID
@@ -579,6 +618,12 @@ func (m *Manager) apply(ev Event, deliver bool) {
 	}
 	m.alarms[a.ID] = a
 	m.lastSeq = m.global
+	if started != nil {
+		m.flooding = m.floods.active()
+		if deliver {
+			m.sendFloods(started)
+		}
+	}
 	if deliver {
 		m.met.events.WithLabelValues(ev.Name.String()).Inc()
 		for s := range m.subs {

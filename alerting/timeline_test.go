@@ -73,6 +73,7 @@ func runTimeline(t *testing.T, file string) string {
 	}
 	m, evs, stop := startManagerWith(t, log, 64, alarms)
 	defer func() { stop() }()
+	fls, _ := m.SubscribeFloods(16) // closed when the Manager stops
 	var (
 		out    strings.Builder
 		sensor string
@@ -94,6 +95,18 @@ func runTimeline(t *testing.T, file string) string {
 				shown[ev.Alarm.ID] = ev.Alarm.State
 				cur[ev.Alarm.Source.Sensor] = ev.Alarm.ID
 			default:
+				for fls != nil {
+					select {
+					case f, ok := <-fls:
+						if !ok {
+							fls = nil
+							return
+						}
+						out.WriteString(formatFlood(f, start))
+					default:
+						return
+					}
+				}
 				return
 			}
 		}
@@ -179,6 +192,10 @@ func runTimeline(t *testing.T, file string) string {
 		case "start":
 			fmt.Fprintf(&out, "%-7s start: %d events in the log\n", rel(time.Since(start)), log.len())
 			m, evs, stop = startManagerWith(t, log, 64, alarms)
+			fls, _ = m.SubscribeFloods(16)
+			for _, f := range m.Floods() {
+				out.WriteString(formatFlood(f, start))
+			}
 		case "state":
 			a, ok := m.Get(id)
 			if !ok {
@@ -305,6 +322,13 @@ func formatEvent(ev Event, from model.AlarmState, start time.Time) string {
 		b.WriteString("\n        " + a.Message)
 	}
 	return b.String() + "\n"
+}
+
+func formatFlood(f Flood, start time.Time) string {
+	if f.Active {
+		return fmt.Sprintf("%-7s FLOOD %s %s since %s: %d new alarms in the window\n", rel(time.Since(start)), f.Scope, f.ID, rel(f.Since.Sub(start)), f.Count)
+	}
+	return fmt.Sprintf("%-7s flood over %s %s (since %s, peak %d)\n", rel(f.Until.Sub(start)), f.Scope, f.ID, rel(f.Since.Sub(start)), f.Peak)
 }
 
 func formatState(a Alarm, start time.Time) string {
