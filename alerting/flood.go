@@ -25,14 +25,17 @@ import (
 // Flood is the state of one scope.
 type Flood struct {
 	// Scope is "enterprise" or "park"; ID the enterprise's or park's id.
-	Scope, ID string
+	Scope string `json:"scope"`
+	ID    string `json:"id"`
 	// Active: the scope is in a flood now. Since is when it began (zero
 	// when none ever did); Until when the last one ended (zero while on).
-	Active       bool
-	Since, Until time.Time
+	Active bool      `json:"active"`
+	Since  time.Time `json:"since,omitzero"`
+	Until  time.Time `json:"until,omitzero"`
 	// Count is the new alarms within the window now; Peak the most within
 	// it during the flood.
-	Count, Peak int
+	Count int `json:"count"`
+	Peak  int `json:"peak"`
 }
 
 // FloodPeriod is a flood that has ended, for the duty report.

@@ -16,40 +16,45 @@ import (
 type KPIs struct {
 	// Scope is "enterprise", "park", "county" or "" (everything); ID the
 	// scope's id.
-	Scope, ID string
-	From, To  time.Time
+	Scope string    `json:"scope"`
+	ID    string    `json:"id"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
 	// Alarms are the occurrences raised in [From, To), by their reading
 	// time; ByClass counts them by class, ByLevel the alarm class's by
 	// level.
-	Alarms  int
-	ByClass map[string]int
-	ByLevel map[string]int
+	Alarms  int            `json:"alarms"`
+	ByClass map[string]int `json:"by_class"`
+	ByLevel map[string]int `json:"by_level"`
 	// Per10Min is Alarms per 10 minutes of the period.
-	Per10Min float64
+	Per10Min float64 `json:"per_10min"`
 	// Top are the conditions (sensor or gateway, rule) raised most, at
-	// most 10, and
-	// Top10Share their share of Alarms.
-	Top        []ConditionCount
-	Top10Share float64
+	// most 10, and Top10Share their share of Alarms.
+	Top        []ConditionCount `json:"top"`
+	Top10Share float64          `json:"top10_share"`
 	// Standing24h: alarms open at To, raised more than 24 h before it.
-	Standing24h int
+	Standing24h int `json:"standing_24h"`
 	// Chattering: occurrences marked chattering.
-	Chattering int
+	Chattering int `json:"chattering"`
 	// Floods: floods of the scope (its enterprises and parks) that
 	// overlap the period.
-	Floods int
+	Floods int `json:"floods"`
 	// Acked: occurrences acknowledged; AckedInTime before their park step
 	// was due (the priority's limit from the alarm being shown).
-	Acked, AckedInTime int
+	Acked       int `json:"acked"`
+	AckedInTime int `json:"acked_in_time"`
 	// Escalated: occurrences whose ladder reached the park; ToCounty the
 	// county.
-	Escalated, ToCounty int
+	Escalated int `json:"escalated"`
+	ToCounty  int `json:"to_county"`
 	// FeedbackGiven, FeedbackInTime (before its limit) and FeedbackOverdue
 	// (its limit passed without one, given later or not).
-	FeedbackGiven, FeedbackInTime, FeedbackOverdue int
+	FeedbackGiven   int `json:"feedback_given"`
+	FeedbackInTime  int `json:"feedback_in_time"`
+	FeedbackOverdue int `json:"feedback_overdue"`
 	// LoopOpen are the alarms whose feedback is overdue and still not
 	// given: they stay on the duty report until it is.
-	LoopOpen []string
+	LoopOpen []string `json:"loop_open"`
 }
 
 // ConditionCount is how many occurrences one condition had.
@@ -78,7 +83,8 @@ func InScope(src Source, scope, id string) bool {
 
 // KPIs computes the figures of scope (see InScope) over [from, to).
 func (m *Manager) KPIs(scope, id string, from, to time.Time) KPIs {
-	k := KPIs{Scope: scope, ID: id, From: from, To: to, ByClass: map[string]int{}, ByLevel: map[string]int{}}
+	k := KPIs{Scope: scope, ID: id, From: from, To: to, ByClass: map[string]int{}, ByLevel: map[string]int{},
+		Top: []ConditionCount{}, LoopOpen: []string{}}
 	type cond struct{ sensor, rule string }
 	counts := map[cond]int{}
 	m.mu.RLock()

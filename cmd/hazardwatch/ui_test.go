@@ -115,4 +115,8 @@ func TestBrowserAcknowledge(t *testing.T) {
 	if a["state"] != "ack_active" || a["acked_by"] != "园区控制室" {
 		t.Fatalf("after the click the API says %v by %v", a["state"], a["acked_by"])
 	}
+	fb, _ := a["feedback"].(map[string]any)
+	if fb["by"] != "园区控制室" || fb["cause"] != "液位计进料阀开度过大" || fb["action"] != "关小进料阀，液位回落，加强巡检" {
+		t.Fatalf("after the feedback the API says %v", a["feedback"])
+	}
 }

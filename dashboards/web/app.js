@@ -10,8 +10,10 @@ const STATES = {
 };
 const CLASSES = { alarm: "报警", prewarning: "预警", fault: "故障", offline: "离线", violation: "违规" };
 const QUALITY = { good: "正常", uncertain: "可疑", bad: "故障" };
+const STEPS = { enterprise: "企业 / enterprise", park: "园区 / park", county: "县应急 / county" };
+const SCOPES = { enterprise: "企业", park: "园区" };
 
-const state = { token: "", alarms: new Map(), sensors: new Map(), seq: 0, ws: null, retry: 1000, raised: [] };
+const state = { token: "", alarms: new Map(), sensors: new Map(), floods: new Map(), seq: 0, ws: null, retry: 1000 };
 
 function $(sel) { return document.querySelector(sel); }
 function el(tag, attrs = {}, ...children) {
@@ -41,7 +43,7 @@ function signOut(msg) {
   localStorage.removeItem("hw-token");
   state.token = "";
   // Another token may see another scope: its seqs start afresh.
-  state.seq = 0; state.alarms.clear();
+  state.seq = 0; state.alarms.clear(); state.floods.clear();
   if (state.ws) state.ws.close();
   $("#app").hidden = true; $("#login").hidden = false;
   $("#login-error").textContent = msg || "";
@@ -89,17 +91,24 @@ function setStatus(on) {
 function handle(m) {
   switch (m.type) {
     case "snapshot":
-      // A resumed snapshot carries nothing: the missed events follow it.
+      // A resumed snapshot carries no alarms: the missed events follow it.
       if (!m.resumed) state.alarms.clear();
       for (const a of m.alarms || []) state.alarms.set(a.id, a);
+      // Every snapshot carries the floods as they are now.
+      state.floods.clear();
+      for (const f of m.floods || []) state.floods.set(`${f.scope}:${f.id}`, f);
       state.seq = m.seq;
       renderAlarms(); renderSensors();
       break;
     case "alarm":
       state.seq = m.seq;
-      if (m.event === "raised" && !m.alarm.late) state.raised.push(Date.now());
       if (m.alarm.state === "normal") state.alarms.delete(m.alarm.id); else state.alarms.set(m.alarm.id, m.alarm);
       renderAlarms(); renderSensors();
+      break;
+    case "flood":
+      if (m.flood.active) state.floods.set(`${m.flood.scope}:${m.flood.id}`, m.flood);
+      else state.floods.delete(`${m.flood.scope}:${m.flood.id}`);
+      renderAlarms();
       break;
     case "readings":
       for (const r of m.readings || []) {
@@ -114,8 +123,27 @@ function handle(m) {
   }
 }
 
+// Highest priority first; of one priority a toxic gas alarm before the
+// rest (GB/T 50493), then the newest.
 function alarmOrder(a, b) {
-  return (a.priority - b.priority) || (new Date(b.raised_at) - new Date(a.raised_at));
+  const toxic = (x) => (x.kind === "gas_toxic" ? 0 : 1);
+  return (a.priority - b.priority) || (toxic(a) - toxic(b)) || (new Date(b.raised_at) - new Date(a.raised_at));
+}
+
+// escalation says how far the alarm climbed and who was told.
+function escalation(a) {
+  const e = a.escalation;
+  if (!e) return "";
+  const who = (e.notified || []).map((c) => c.name).join("、");
+  return (STEPS[e.step] || e.step) + (who ? ` · ${who}` : "");
+}
+
+function feedbackCell(a) {
+  if (a.feedback) return el("span", { class: "quiet" }, `已反馈 / fed back · ${a.feedback.by}`);
+  const canGive = a.state === "ack_active";
+  const btn = el("button", { class: "feedback", onclick: () => giveFeedback(a.id, btn) }, "反馈 / Feedback");
+  btn.disabled = !canGive;
+  return el("span", {}, btn, a.feedback_overdue ? el("div", { class: "error" }, "超时未反馈 / overdue") : "");
 }
 
 function renderAlarms() {
@@ -123,23 +151,27 @@ function renderAlarms() {
   const tbody = $("#alarms tbody");
   tbody.replaceChildren(...rows.map((a) => {
     const ackable = a.state === "unack_active" || a.state === "unack_rtn";
-    const btn = el("button", { onclick: () => ack(a.id, btn) }, "确认 / Ack");
+    const btn = el("button", { class: "ack", onclick: () => ack(a.id, btn) }, "确认 / Ack");
     btn.disabled = !ackable;
+    const count = a.count > 1 ? ` ×${a.count}` + (a.chattering ? " 频繁 / chattering" : "") : "";
     return el("tr", { class: `p${a.priority} ${a.state}`, "data-id": a.id },
       el("td", {}, `P${a.priority}` + (a.level ? ` · ${a.level}` : "")),
       el("td", {}, STATES[a.state] || a.state, a.late ? " · 迟到 / late" : ""),
       el("td", {}, el("span", { class: "badge " + a.class }, `${CLASSES[a.class] || ""} ${a.class}`)),
-      el("td", {}, a.message || ""),
+      el("td", {}, a.message || "", count ? el("div", { class: "quiet" }, count) : ""),
       el("td", { class: "num" }, `${fmtNum(a.value)} ${a.unit || ""}`),
       el("td", { class: "num" }, fmtNum(a.limit)),
       el("td", {}, fmtTime(a.raised_at)),
-      el("td", {}, btn, a.acked_by ? el("div", { class: "quiet" }, a.acked_by) : ""));
+      el("td", {}, btn, a.acked_by ? el("div", { class: "quiet" }, a.acked_by) : ""),
+      el("td", { class: "escalation" }, escalation(a)),
+      el("td", {}, feedbackCell(a)));
   }));
   $("#alarm-count").textContent = rows.length ? String(rows.length) : "";
   $("#no-alarms").hidden = rows.length > 0;
-  const tenMin = Date.now() - 600000;
-  state.raised = state.raised.filter((t) => t > tenMin);
-  $("#flood").hidden = state.raised.length <= 10;
+  const floods = [...state.floods.values()];
+  $("#flood").hidden = floods.length === 0;
+  $("#flood").textContent = "报警泛滥：" + floods.map((f) => `${SCOPES[f.scope] || f.scope} ${f.id}（10 分钟内 ${f.count} 条新报警）`).join("，") +
+    "。请优先处理高优先级报警 / Alarm flood at " + floods.map((f) => `${f.scope} ${f.id}`).join(", ") + ": highest priorities first";
 }
 
 function renderSensors() {
@@ -169,6 +201,23 @@ async function ack(id, btn) {
   } catch (e) {
     btn.disabled = false;
     alert("确认失败 / Acknowledge failed: " + e.message);
+  }
+}
+
+// giveFeedback sends the enterprise's handling report (处置反馈): the
+// cause found and the action taken.
+async function giveFeedback(id, btn) {
+  const cause = prompt("原因 / Cause:");
+  if (!cause) return;
+  const action = prompt("处置措施 / Action taken:");
+  if (!action) return;
+  btn.disabled = true;
+  try {
+    const a = await api(`/api/v1/alarms/${encodeURIComponent(id)}/feedback`, { method: "POST", body: JSON.stringify({ cause, action }) });
+    if (a && a.id) { if (a.state === "normal") state.alarms.delete(a.id); else state.alarms.set(a.id, a); renderAlarms(); }
+  } catch (e) {
+    btn.disabled = false;
+    alert("反馈失败 / Feedback failed: " + e.message);
   }
 }
 

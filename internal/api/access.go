@@ -193,4 +193,9 @@ func mayAck(tok auth.Token) bool { return apiRole(tok.Role) }
 // the control room. Unshelving is shelving's own undoing, so the same.
 func mayShelve(tok auth.Token) bool { return tok.Role == auth.Operator || tok.Role == auth.Admin }
 
+// mayFeedback: the enterprise's handling report is an operator's (an
+// enterprise's or the park control room's) or an admin's (SPEC §3); a
+// duty officer reads it.
+func mayFeedback(tok auth.Token) bool { return tok.Role == auth.Operator || tok.Role == auth.Admin }
+
 const msgForbidden = "无权访问：超出令牌范围 / forbidden: outside your token's scope"

@@ -287,6 +287,76 @@ func (s *Server) unshelveAlarm(w http.ResponseWriter, r *http.Request, tok auth.
 	})
 }
 
+// feedbackAlarm records the enterprise's handling report (处置反馈): the
+// cause found and the action taken. It closes the loop; given once, after
+// the alarm was acknowledged (409 otherwise).
+func (s *Server) feedbackAlarm(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	var req struct {
+		Cause  string `json:"cause"`
+		Action string `json:"action"`
+	}
+	s.alarmAction(w, r, tok, actFeedback, mayFeedback, &req, func(ctx context.Context, id, user string) error {
+		return s.o.Alarms.Feedback(ctx, id, user, req.Cause, req.Action)
+	})
+}
+
+// alarmKPIs answers the alarm figures of one scope over a period for the
+// duty report: ?from=&to= (RFC 3339; default the last 24 h) and at most one
+// of enterprise=, park=, county= inside the token's scope (default the
+// token's own scope).
+func (s *Server) alarmKPIs(w http.ResponseWriter, r *http.Request, tok auth.Token) {
+	q := r.URL.Query()
+	to, from := s.o.Clock(), time.Time{}
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(f.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, f.name+" 不是 RFC 3339 时间 / "+f.name+" is not an RFC 3339 time: "+v)
+				return
+			}
+			*f.t = t
+		}
+	}
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	if !from.Before(to) {
+		writeError(w, http.StatusBadRequest, "from 须早于 to / from must be before to")
+		return
+	}
+	sc := tok.Scope
+	n := 0
+	for _, kind := range []string{"enterprise", "park", "county"} {
+		v := q.Get(kind)
+		if v == "" {
+			continue
+		}
+		if n++; n > 1 {
+			writeError(w, http.StatusBadRequest, "enterprise、park、county 至多给一个 / at most one of enterprise, park, county")
+			return
+		}
+		want := auth.Scope{Kind: kind, ID: v}
+		in, known := within(s.plant, tok.Scope, want)
+		if !known {
+			writeError(w, http.StatusBadRequest, "范围不存在 / no such "+kind+": "+v)
+			return
+		}
+		if !in {
+			writeError(w, http.StatusForbidden, msgForbidden)
+			return
+		}
+		sc = want
+	}
+	kind, id := sc.Kind, sc.ID
+	if kind == "all" {
+		kind, id = "", ""
+	}
+	writeJSON(w, http.StatusOK, s.o.Alarms.KPIs(kind, id, from, to))
+}
+
 // alarmActionKind names an operator action in answers and logs.
 type alarmActionKind struct {
 	name     string // for the log
@@ -299,6 +369,7 @@ var (
 	actAck      = alarmActionKind{"acknowledged", "确认", "acknowledgement", "acknowledge", "当前状态不可确认 / not ackable"}
 	actShelve   = alarmActionKind{"shelved", "搁置", "shelving", "shelve", "当前状态不可搁置 / cannot be shelved"}
 	actUnshelve = alarmActionKind{"unshelved", "解除搁置", "unshelving", "unshelve", "报警未搁置 / not shelved"}
+	actFeedback = alarmActionKind{"fed back", "处置反馈", "feedback", "give feedback on", "当前不可反馈 / feedback not possible"}
 )
 
 // alarmAction runs one operator action on the alarm of the path: 404 when

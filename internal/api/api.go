@@ -56,10 +56,19 @@ type Alarms interface {
 	// shelf by hand; both return once the event is durable.
 	Shelve(ctx context.Context, id, user, reason string, d time.Duration) error
 	Unshelve(ctx context.Context, id, user, comment string) error
+	// Feedback records the enterprise's handling report (cause, action);
+	// it returns once the event is durable.
+	Feedback(ctx context.Context, id, user, cause, action string) error
+	// KPIs are the alarm figures of a scope ("" for everything) over a
+	// period, for the duty report.
+	KPIs(scope, id string, from, to time.Time) alerting.KPIs
 	// SubscribeSnapshot returns the open alarms and a channel of every
 	// later event, gapless; a subscriber that falls behind is dropped (its
 	// channel closed).
 	SubscribeSnapshot(buffer int) (alerting.Snapshot, <-chan alerting.Event, func())
+	// SubscribeFloods returns a channel of every flood's start and end
+	// (alarm floods in an enterprise or a park) and its cancel.
+	SubscribeFloods(buffer int) (<-chan alerting.Flood, func())
 }
 
 // History answers the history of one sensor: store.Store, or
@@ -247,6 +256,8 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /api/v1/alarms/{id}/ack", s.authed(s.ackAlarm))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/shelve", s.authed(s.shelveAlarm))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/unshelve", s.authed(s.unshelveAlarm))
+	mux.HandleFunc("POST /api/v1/alarms/{id}/feedback", s.authed(s.feedbackAlarm))
+	mux.HandleFunc("GET /api/v1/reports/alarms", s.authed(s.alarmKPIs))
 	mux.HandleFunc("GET /api/v1/ws", s.serveWS)
 	// Anything else under /api/ is a JSON 404 (not the page), or a 405
 	// when the path exists with another method: this catch-all matches

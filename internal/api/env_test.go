@@ -395,6 +395,8 @@ type wsFrame struct {
 	Alarm    *alarmView    `json:"alarm"`
 	Readings []readingView `json:"readings"`
 	Error    string        `json:"error"`
+	// Raw is the frame as it came.
+	Raw []byte `json:"-"`
 }
 
 type alarmView struct {
@@ -459,19 +461,20 @@ func (w *wsClient) read(d time.Duration) (wsFrame, error) {
 	if err != nil {
 		return wsFrame{}, err
 	}
-	var f wsFrame
+	f := wsFrame{Raw: b}
 	if err := json.Unmarshal(b, &f); err != nil {
 		w.t.Fatalf("frame %s: %v", b, err)
 	}
 	return f, nil
 }
 
-// nextAlarm reads frames up to the next alarm frame, skipping readings.
+// nextAlarm reads frames up to the next alarm frame, skipping readings
+// and floods.
 func (w *wsClient) nextAlarm() wsFrame {
 	w.t.Helper()
 	for {
 		f := w.next()
-		if f.Type != "readings" {
+		if f.Type != "readings" && f.Type != "flood" {
 			if f.Type != "alarm" {
 				w.t.Fatalf("frame %+v, want an alarm", f)
 			}

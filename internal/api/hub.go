@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,7 @@ type hub struct {
 	current map[string]uint64 // per scope: the seq of its last event
 	last    uint64            // Seq.Global of the last event
 	open    map[string]alerting.Alarm
+	floods  map[[2]string]alerting.Flood // the floods now, by scope and id
 	clients map[*client]struct{}
 
 	// The readings throttle, by sensor index; the run goroutine's own.
@@ -87,7 +89,7 @@ func newHub(o Options, m *metrics) *hub {
 	h := &hub{
 		o: o, plant: o.Plant, log: o.Logger, metrics: m, done: make(chan struct{}),
 		floor: map[string]uint64{}, current: map[string]uint64{},
-		open: map[string]alerting.Alarm{}, clients: map[*client]struct{}{},
+		open: map[string]alerting.Alarm{}, floods: map[[2]string]alerting.Flood{}, clients: map[*client]struct{}{},
 		lastSent: make([]time.Time, n), lastTS: make([]int64, n),
 		pending: make([]model.Reading, n), held: make([]bool, n),
 	}
@@ -137,10 +139,15 @@ func (h *hub) run(ctx context.Context) {
 	}
 	wait := 50 * time.Millisecond
 	for {
+		// Floods first: a start between the two subscriptions is then in
+		// the snapshot or on the channel, and onFlood takes it twice
+		// without harm.
+		floods, cancelFloods := h.o.Alarms.SubscribeFloods(64)
 		snap, events, cancel := h.o.Alarms.SubscribeSnapshot(h.o.alarmsBuffer)
 		h.resync(snap)
-		n, lost := h.pump(ctx, events, &readings, flush)
+		n, lost := h.pump(ctx, events, floods, &readings, flush)
 		cancel()
+		cancelFloods()
 		if !lost {
 			return
 		}
@@ -163,7 +170,7 @@ func (h *hub) run(ctx context.Context) {
 
 // pump handles events and readings until ctx ends (lost false) or the
 // event channel closes (lost true). n counts the events handled.
-func (h *hub) pump(ctx context.Context, events <-chan alerting.Event, readings *<-chan []model.Reading, flush <-chan time.Time) (n int, lost bool) {
+func (h *hub) pump(ctx context.Context, events <-chan alerting.Event, floods <-chan alerting.Flood, readings *<-chan []model.Reading, flush <-chan time.Time) (n int, lost bool) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -174,6 +181,15 @@ func (h *hub) pump(ctx context.Context, events <-chan alerting.Event, readings *
 			}
 			h.onEvent(ev)
 			n++
+		case f, ok := <-floods:
+			if !ok {
+				// Dropped as too slow (it never is, at a few a day): the
+				// next resubscription brings the floods back.
+				floods = nil
+				h.log.Warn("api: flood subscription lost")
+				continue
+			}
+			h.onFlood(f)
 		case rs, ok := <-*readings:
 			if !ok {
 				*readings = nil
@@ -205,7 +221,55 @@ func (h *hub) resync(snap alerting.Snapshot) {
 		a.History = nil
 		h.open[a.ID] = a
 	}
+	clear(h.floods)
+	for _, f := range snap.Floods {
+		h.floods[[2]string{f.Scope, f.ID}] = f
+	}
 	h.live = true
+}
+
+// onFlood keeps the floods now and tells every client whose scope the
+// flood is in: an enterprise's flood goes to whoever sees that
+// enterprise, a park's to the park's and the county's (and admins).
+func (h *hub) onFlood(f alerting.Flood) {
+	b, err := json.Marshal(struct {
+		Type  string         `json:"type"`
+		Flood alerting.Flood `json:"flood"`
+	}{"flood", f})
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := [2]string{f.Scope, f.ID}
+	if f.Active {
+		h.floods[k] = f
+	} else {
+		delete(h.floods, k)
+	}
+	for c := range h.clients {
+		if !h.floodIn(c.scope, f) {
+			continue
+		}
+		select {
+		case c.q <- frame{data: b}:
+		default:
+			h.dropLocked(c, websocket.ClosePolicyViolation, "客户端过慢 / client too slow: send queue full", dropSlow)
+		}
+	}
+}
+
+// floodIn says whether a client of scope sc is told of flood f.
+func (h *hub) floodIn(sc auth.Scope, f alerting.Flood) bool {
+	switch f.Scope {
+	case "enterprise":
+		ei, ok := h.plant.EnterpriseIndex(f.ID)
+		return ok && (sc.Kind == "all" || sc.Covers(h.plant, ei))
+	case "park":
+		in, _ := within(h.plant, sc, auth.Scope{Kind: "park", ID: f.ID})
+		return in
+	}
+	return false
 }
 
 func (h *hub) unlive() {
@@ -365,13 +429,15 @@ type snapshotFrame struct {
 	Resumed bool             `json:"resumed,omitempty"`
 	Reset   bool             `json:"reset,omitempty"`
 	Alarms  []alerting.Alarm `json:"alarms"`
+	// Floods are the floods in the client's scope now, in every snapshot.
+	Floods []alerting.Flood `json:"floods"`
 }
 
 // register adds c and returns the frames it must get before its queue: a
 // full snapshot, or with resume a resumed snapshot and the missed events.
 func (h *hub) register(c *client, resume *uint64) ([][]byte, error) {
 	var (
-		snap   = snapshotFrame{Type: "snapshot", Alarms: []alerting.Alarm{}}
+		snap   = snapshotFrame{Type: "snapshot", Alarms: []alerting.Alarm{}, Floods: []alerting.Flood{}}
 		replay []ringEntry
 	)
 	h.mu.Lock()
@@ -402,9 +468,17 @@ func (h *hub) register(c *client, resume *uint64) ([][]byte, error) {
 			}
 		}
 	}
+	for _, f := range h.floods {
+		if h.floodIn(c.scope, f) {
+			snap.Floods = append(snap.Floods, f)
+		}
+	}
 	h.clients[c] = struct{}{}
 	h.metrics.wsClients.Inc()
 	h.mu.Unlock()
+	slices.SortFunc(snap.Floods, func(a, b alerting.Flood) int {
+		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
+	})
 
 	// Encoding happens outside the lock: the values are immutable.
 	if snap.Reset {

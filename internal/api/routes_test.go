@@ -101,6 +101,14 @@ func TestAuthorisation(t *testing.T) {
 					t.Errorf("not unshelved by %s: %s", name, body)
 				}
 			}},
+		// After the ack: the enterprise's handling report (处置反馈).
+		{"feedback", "POST", func(name, ent string) string { return "/api/v1/alarms/" + alarms[name][ent].ID + "/feedback" },
+			`{"cause":"法兰垫片老化","action":"更换垫片并复测"}`,
+			func(t *testing.T, name, _, body string) {
+				if !strings.Contains(body, `"feedback":{"at":"`) || !strings.Contains(body, `"by":"`+name+`","cause":"法兰垫片老化","action":"更换垫片并复测"}`) {
+					t.Errorf("no feedback by %s: %s", name, body)
+				}
+			}},
 		{"sensors?enterprise", "GET", func(_, ent string) string { return "/api/v1/sensors?enterprise=" + ent }, "",
 			func(t *testing.T, _, ent, body string) {
 				if n := strings.Count(body, `"enterprise":"`+ent+`"`); n != len(e.sensorsOf(ent)) {
@@ -133,8 +141,8 @@ func TestAuthorisation(t *testing.T) {
 						// An enterprise operator may not ask for its whole park.
 						want = http.StatusForbidden
 					}
-					if (rt.name == "shelve" || rt.name == "unshelve") && name == "c01" && want == http.StatusOK {
-						want = http.StatusForbidden // an officer does not shelve
+					if (rt.name == "shelve" || rt.name == "unshelve" || rt.name == "feedback") && name == "c01" && want == http.StatusOK {
+						want = http.StatusForbidden // an officer neither shelves nor reports the enterprise's handling
 					}
 					before, _ := e.mgr.Get(alarms[name][ent].ID)
 					got, body := e.do(rt.method, rt.path(name, ent), name, rt.body, nil)
@@ -144,8 +152,8 @@ func TestAuthorisation(t *testing.T) {
 					if want == http.StatusOK && rt.check != nil {
 						rt.check(t, name, ent, body)
 					}
-					if after, _ := e.mgr.Get(alarms[name][ent].ID); want != http.StatusOK && after.State != before.State {
-						t.Errorf("refused request changed the alarm: %s → %s", before.State, after.State)
+					if after, _ := e.mgr.Get(alarms[name][ent].ID); want != http.StatusOK && (after.State != before.State || after.Feedback != before.Feedback) {
+						t.Errorf("refused request changed the alarm: %s → %s, feedback %+v", before.State, after.State, after.Feedback)
 					}
 				})
 			}

@@ -18,11 +18,17 @@ import (
 // The WebSocket protocol (SPEC §3), as built:
 //
 //	client → {"type":"subscribe","scope":{"enterprise"|"park"|"county":"<id>"},"resume":<seq>,"readings":true}
-//	server → {"type":"snapshot","seq":N,"alarms":[…]}                       (no resume)
-//	         {"type":"snapshot","seq":R,"resumed":true,"alarms":[]}, then the missed events
-//	         {"type":"snapshot","seq":N,"reset":true,"alarms":[…]}           (resume too old)
+//	server → {"type":"snapshot","seq":N,"alarms":[…],"floods":[…]}          (no resume)
+//	         {"type":"snapshot","seq":R,"resumed":true,"alarms":[],"floods":[…]}, then the missed events
+//	         {"type":"snapshot","seq":N,"reset":true,"alarms":[…],"floods":[…]} (resume too old)
 //	         {"type":"alarm","seq":N+1,"event":"raised",…,"alarm":{…}} …   gapless, in order
+//	         {"type":"flood","flood":{"scope":"enterprise"|"park","id":…,"active":…,"since":…,"count":…}}
 //	         {"type":"readings","readings":[{"sensor":…,"ts":…,"v":…,"q":…}]}
+//
+// Floods (more than 10 new alarms in 10 minutes in an enterprise or a
+// park) are not alarm events: they carry no seq, every snapshot lists the
+// floods in the client's scope as they are, and a flood frame says when
+// one starts or ends.
 //	         {"type":"error","error":"…"} then a close frame, when refused
 //
 // Each connection has three goroutines: the handler (which supervises and

@@ -1,7 +1,9 @@
 // Drives the control-room page in a real Chromium, as an operator would:
 // signs in with a token, waits for live values and the alarm, takes a
 // screenshot, clicks 确认 / Ack and waits until the row shows the alarm
-// acknowledged. Usage: node ui_ack.mjs URL TOKEN ALARM_ID SCREENSHOT_PREFIX
+// acknowledged, then clicks 反馈 / Feedback, answers its two questions
+// (cause, action) and waits until the row says it was fed back.
+// Usage: node ui_ack.mjs URL TOKEN ALARM_ID SCREENSHOT_PREFIX
 import { chromium } from "playwright-core";
 
 const [url, token, alarmId, shots] = process.argv.slice(2);
@@ -20,13 +22,19 @@ try {
   await page.waitForSelector(row, { timeout: 30000 });
   const before = await page.getAttribute(row, "class");
   await page.screenshot({ path: `${shots}-alarm.png` });
-  await page.click(`${row} button`);
+  await page.click(`${row} button.ack`);
   await page.waitForFunction((sel) => {
     const r = document.querySelector(sel);
     return r && r.classList.contains("ack_active");
   }, row, { timeout: 15000 });
   await page.screenshot({ path: `${shots}-acked.png` });
-  console.log(JSON.stringify({ before, after: await page.getAttribute(row, "class") }));
+  const after = await page.getAttribute(row, "class");
+  const answers = ["液位计进料阀开度过大", "关小进料阀，液位回落，加强巡检"];
+  page.on("dialog", (d) => d.accept(answers.shift()));
+  await page.click(`${row} button.feedback`);
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent.includes("已反馈"), row, { timeout: 15000 });
+  await page.screenshot({ path: `${shots}-feedback.png` });
+  console.log(JSON.stringify({ before, after, feedback: await page.textContent(`${row} td:last-child`) }));
 } finally {
   await browser.close();
 }
