@@ -1,9 +1,17 @@
 package notify
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
@@ -33,4 +41,183 @@ func chlorine() Notification {
 		Message: "液氯储罐区东侧氯气检测器有毒气体二级报警 (HH)：2.4 ppm，报警值 2 ppm / e01-GT-101 gas_toxic HH alarm: 2.4 ppm, limit 2 ppm",
 		Value:   2.4, Limit: 2, Unit: "ppm",
 	}
+}
+
+// fake is a Notifier that answers from a script: the i-th call gets
+// script[i] (the last one again after the end); it records each call's
+// message and time.
+type fake struct {
+	name   string
+	script []fakeAnswer
+	block  chan struct{} // when set, each call waits for a value (or ctx)
+
+	mu    sync.Mutex
+	calls []fakeCall
+}
+
+type fakeAnswer struct {
+	retry bool
+	err   error
+}
+
+type fakeCall struct {
+	m  Message
+	at time.Time
+}
+
+var errFlaky = errors.New("provider busy")
+
+func (f *fake) Name() string { return f.name }
+
+func (f *fake) Notify(ctx context.Context, m Message) (bool, error) {
+	f.mu.Lock()
+	i := len(f.calls)
+	f.calls = append(f.calls, fakeCall{m, time.Now()})
+	f.mu.Unlock()
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	}
+	if len(f.script) == 0 {
+		return false, nil
+	}
+	a := f.script[min(i, len(f.script)-1)]
+	return a.retry, a.err
+}
+
+func (f *fake) n() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *fake) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, c := range f.calls {
+		ids = append(ids, c.m.ID)
+	}
+	return ids
+}
+
+// logBuf collects log lines for tests that count them.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), substr)
+}
+
+func (l *logBuf) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// newTest builds a Dispatcher on its own registry; mod adjusts the
+// options. Sleep returns at once unless mod sets it.
+func newTest(t testing.TB, mod func(*Options)) (*Dispatcher, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	o := Options{Registerer: reg, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		Jitter: func() float64 { return 0.5 }}
+	if mod != nil {
+		mod(&o)
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, reg
+}
+
+// metric reads one series by name and label pairs, as a scrape shows it;
+// 0 when absent.
+func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) {
+				switch {
+				case m.Counter != nil:
+					return m.Counter.GetValue()
+				case m.Gauge != nil:
+					return m.Gauge.GetValue()
+				case m.Histogram != nil:
+					return float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func hasLabels(m *dto.Metric, kv []string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// results reads hw_notifications_total for the outcomes that are not 0.
+func results(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for o := outSent; o < numOutcomes; o++ {
+		if v := metric(t, reg, "hw_notifications_total", "result", o.String()); v != 0 {
+			out[o.String()] = v
+		}
+	}
+	return out
+}
+
+// clock is a fake clock whose Sleep moves it instead of waiting: for
+// tests outside a synctest bubble (those with real servers).
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	c.Add(d)
+	return ctx.Err()
 }
