@@ -3,8 +3,34 @@ package notify
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
+
+// FuzzParseRetryAfter: whatever a receiver sends as Retry-After, the wait
+// is within [0, MaxRetryAfter], zero when not understood, and a plain
+// number of seconds means that many seconds.
+func FuzzParseRetryAfter(f *testing.F) {
+	f.Add("120")
+	f.Add("Thu, 06 Mar 2025 02:27:30 GMT")
+	now := time.Date(2025, 3, 6, 2, 27, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := ParseRetryAfter(v, now)
+		if d < 0 || d > MaxRetryAfter || (!ok && d != 0) {
+			t.Fatalf("ParseRetryAfter(%q) = %s, %v", v, d, ok)
+		}
+		s := strings.TrimSpace(v)
+		if s != "" && len(s) < 6 && strings.Trim(s, "0123456789") == "" {
+			n := 0
+			for _, c := range s {
+				n = n*10 + int(c-'0')
+			}
+			if !ok || d != min(time.Duration(n)*time.Second, MaxRetryAfter) {
+				t.Fatalf("ParseRetryAfter(%q) = %s, %v; want %d s", v, d, ok, n)
+			}
+		}
+	})
+}
 
 // FuzzTexts: whatever names and kinds the caller gives, even not UTF-8,
 // the texts are valid UTF-8, open with their prefixes, keep the action a duty officer takes,
