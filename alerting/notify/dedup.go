@@ -23,9 +23,9 @@ type Store interface {
 	Expire(cutoff time.Time) (int, error)
 }
 
-// DefaultDedupTTL is how long a delivered key is remembered: as long as a
-// durable consumer may redeliver (the ALARMS stream keeps its events
-// longer, but a consumer's redelivery comes within its ack wait).
+// DefaultDedupTTL is how long a delivered key is remembered: the 7 days
+// the centre remembers gateway replays for (SPEC §2), far longer than a
+// durable consumer takes to redeliver what it had not acknowledged.
 const DefaultDedupTTL = 7 * 24 * time.Hour
 
 // DefaultMemStoreMax bounds a MemStore.
