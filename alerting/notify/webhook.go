@@ -24,8 +24,8 @@ type WebhookOptions struct {
 	URL string
 	// Header is sent with every request, e.g. Authorization: Bearer ….
 	Header http.Header
-	// Timeout bounds one attempt, from connecting to the end of the
-	// answer's headers; default 10 s.
+	// Timeout bounds one attempt, from connecting to the answer read;
+	// default 10 s.
 	Timeout time.Duration
 	// Client sends the requests; default a client of its own (Close
 	// closes its idle connections).
