@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,6 +51,11 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	influxRetention := fs.Duration("influx-retention", influx.DefaultRetention, "InfluxDB 1.8: duration of the retention policy created at start when the bucket's is missing (at least 1h; DOMAIN.md asks for at least 720h, a shorter one logs a warning)")
 	influxAlter := fs.Bool("influx-alter-retention", false, "InfluxDB 1.8: also set --influx-retention on the bucket's policy when it exists already (autogen keeps data for ever)")
 	influxOrg := fs.String("influx-org", "", "InfluxDB 2.x organisation (1.8 ignores it)")
+	notifyHook := fs.String("notify-webhook", "", "post every notification of an alarm (a ring, an escalation step, a reminder, overdue feedback) as JSON to this URL (http:// or https://)")
+	var notifyHeader headerFlag
+	fs.Var(&notifyHeader, "notify-webhook-header", `a header for the webhook, "Name: value" (repeatable), e.g. "Authorization: Bearer …"`)
+	notifyTimeout := fs.Duration("notify-webhook-timeout", 10*time.Second, "how long the webhook may take to answer one notification")
+	notifyOff := fs.Bool("notify-sms-off", false, "no SMS and voice notices (without a provider they are written to the log, the number masked)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -64,6 +70,15 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	}
 	if *influxToken == "" {
 		*influxToken = os.Getenv(envInfluxToken)
+	}
+	if *notifyHook != "" {
+		if u, err := url.Parse(*notifyHook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fmt.Fprintf(stderr, "hazardwatch serve: --notify-webhook %q: want http://host/path or https://host/path\n", *notifyHook)
+			return exitUsage
+		}
+	} else if len(notifyHeader) > 0 {
+		fmt.Fprintf(stderr, "hazardwatch serve: --notify-webhook-header without --notify-webhook\n")
+		return exitUsage
 	}
 	log := newLogger(stderr, *debug)
 	cfg, err := loadConfig(*cfgDir)
@@ -85,7 +100,8 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
 		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
 		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
-			Retention: *influxRetention, AlterRetention: *influxAlter}})
+			Retention: *influxRetention, AlterRetention: *influxAlter},
+		Notify: centre.NotifyOptions{WebhookURL: *notifyHook, WebhookHeader: http.Header(notifyHeader), WebhookTimeout: *notifyTimeout, Off: *notifyOff}})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
@@ -104,6 +120,24 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		log.Warn("shutdown", "err", err)
 	}
 	return code
+}
+
+// headerFlag collects "Name: value" headers.
+type headerFlag http.Header
+
+func (h *headerFlag) String() string { return "" }
+
+func (h *headerFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		return fmt.Errorf("want \"Name: value\", not %q", v)
+	}
+	if *h == nil {
+		*h = headerFlag{}
+	}
+	http.Header(*h).Add(name, strings.TrimSpace(value))
+	return nil
 }
 
 // envInfluxToken is where serve reads the InfluxDB token when

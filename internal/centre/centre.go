@@ -66,6 +66,8 @@ type Options struct {
 	// reads from it (influx.History) instead of the embedded store, which
 	// is still written. The centre fills in Plant, Registerer and Logger.
 	Influx influx.Options
+	// Notify configures the notifications of escalations (notify.go).
+	Notify NotifyOptions
 }
 
 // Centre is a running centre.
@@ -95,6 +97,8 @@ type Centre struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   chan error
+	// closers run after the stages stopped (notify's store, its webhook).
+	closers []func() error
 }
 
 // TokenFile is where the centre keeps its API tokens under the data directory.
@@ -204,6 +208,9 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 			return nil, err
 		}
 	}
+	if err = c.startNotify(ctx, runCtx, js); err != nil {
+		return nil, err
+	}
 
 	// The API reads history from InfluxDB when it is configured, from the
 	// embedded store otherwise; the store is written either way.
@@ -312,6 +319,9 @@ func (c *Centre) Close() error {
 		c.cancel()
 	}
 	c.wg.Wait()
+	for _, f := range c.closers {
+		errs = append(errs, f())
+	}
 	if c.hist != nil {
 		errs = append(errs, c.hist.Close())
 	}
