@@ -74,11 +74,12 @@ type Manager struct {
 	running     atomic.Bool
 
 	// Owned by the Run goroutine.
-	slots  []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
-	timers dueQueue // shelves' ends, escalation and feedback limits; stale entries are skipped
-	global uint64
-	scope  [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
-	b      batch                // events waiting to be made durable together
+	slots   []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
+	timers  dueQueue // shelves' ends, escalation and feedback limits; stale entries are skipped
+	global  uint64
+	scope   [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
+	b       batch                // events waiting to be made durable together
+	started time.Time            // when Run began: the start of a suspension it found
 	// contacts caches who each escalation step notifies, by source.
 	contacts map[Source][model.NumEscalationSteps][]Contact
 	floods   *floods
@@ -206,6 +207,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	nOpen, nShelved := m.openCount()
 	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved, "timers", m.timers.len())
+	m.started = m.clock()
+	m.armHolds(m.started)
+	m.syncHolds(m.started)
 	m.onDue(ctx)
 	m.flush(ctx)
 	close(m.ready)
@@ -559,6 +563,10 @@ func (m *Manager) onDue(ctx context.Context) {
 		if !ok {
 			return
 		}
+		if d.kind == dueHolds {
+			m.syncHolds(now)
+			continue
+		}
 		if d.kind == dueFlood {
 			m.publishFloods(m.floods.expire(now))
 			if at, ok := m.floods.next(); ok && at.After(now) {
@@ -708,6 +716,9 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 		return pol
 	}
 	if a.State == model.StateNormal {
+		// A new occurrence starts under the suppression by design in
+		// force (the enterprise suspended, a maintenance window).
+		pol.Suppression = m.holdOf(a.Source, m.clock())
 		// Latching is for alarms of the value (gas alarms, GDS panels): a
 		// prewarning, a fault or offline ends with its condition.
 		pol.Latch = a.Class == model.ClassAlarm && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch

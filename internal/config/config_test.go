@@ -108,7 +108,7 @@ func TestThreeMistakesTwoFiles(t *testing.T) {
 		t.Fatalf("err = %v, want config.Errors", err)
 	}
 	want := []string{
-		"broken/three-mistakes-two-files/plant.yaml:7:55: enterprises[0].colour: unknown field (known: id, name, park, status, idle_power_kw, duty)",
+		"broken/three-mistakes-two-files/plant.yaml:7:55: enterprises[0].colour: unknown field (known: id, name, park, status, idle_power_kw, duty, maintenance)",
 		`broken/three-mistakes-two-files/plant.yaml:13:18: hazard_sources[0].people_500m: must be a whole number, not "forty"`,
 		`broken/three-mistakes-two-files/sensors.yaml:8:14: sensors[0].gateway: no gateway "gw9" (did you mean gw1?)`,
 	}

@@ -101,6 +101,7 @@ func (l *loader) compilePlant() *model.Plant {
 			}
 			e.Status = st
 			e.Duty = l.persons(doc.Duty)
+			e.Maintenance = l.maintenance(doc.Maintenance)
 			if doc.IdlePowerKW != nil {
 				if *doc.IdlePowerKW < 0 {
 					l.errorf(doc.IdlePowerKW, "must not be negative")
@@ -232,6 +233,38 @@ func (l *loader) person(d *personDoc) model.Person {
 		l.errorf(&d.Phone, "%q is not a phone number", d.Phone)
 	}
 	return model.Person{Name: d.Name, Phone: d.Phone}
+}
+
+// maintenance checks an enterprise's planned maintenance windows: RFC 3339
+// times with their zone (a plant's clock and the centre's may differ), the
+// end after the start, no two overlapping.
+func (l *loader) maintenance(ds []maintenanceDoc) []model.MaintenanceWindow {
+	var out []model.MaintenanceWindow
+	for i := range ds {
+		d := &ds[i]
+		from, err1 := time.Parse(time.RFC3339, d.From)
+		if err1 != nil {
+			l.errorf(&d.From, "%q is not an RFC 3339 time with its zone, such as 2026-12-08T08:00:00+08:00", d.From)
+		}
+		to, err2 := time.Parse(time.RFC3339, d.To)
+		if err2 != nil {
+			l.errorf(&d.To, "%q is not an RFC 3339 time with its zone, such as 2026-12-08T18:00:00+08:00", d.To)
+		}
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if !to.After(from) {
+			l.errorf(&d.To, "must be after from (%s)", d.From)
+			continue
+		}
+		for j, w := range out {
+			if from.Before(w.To) && w.From.Before(to) {
+				l.errorf(&d.From, "overlaps maintenance window %d (%s to %s)", j+1, w.From.Format(time.RFC3339), w.To.Format(time.RFC3339))
+			}
+		}
+		out = append(out, model.MaintenanceWindow{From: from, To: to, Reason: d.Reason})
+	}
+	return out
 }
 
 // persons checks a list of people on duty; nil when there is none.

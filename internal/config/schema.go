@@ -38,12 +38,21 @@ type parkDoc struct {
 }
 
 type enterpriseDoc struct {
-	ID          string      `yaml:"id" hw:"required"`
-	Name        string      `yaml:"name" hw:"required"`
-	Park        string      `yaml:"park" hw:"required"`
-	Status      string      `yaml:"status" hw:"required"`
-	IdlePowerKW *float64    `yaml:"idle_power_kw"`
-	Duty        []personDoc `yaml:"duty"`
+	ID          string           `yaml:"id" hw:"required"`
+	Name        string           `yaml:"name" hw:"required"`
+	Park        string           `yaml:"park" hw:"required"`
+	Status      string           `yaml:"status" hw:"required"`
+	IdlePowerKW *float64         `yaml:"idle_power_kw"`
+	Duty        []personDoc      `yaml:"duty"`
+	Maintenance []maintenanceDoc `yaml:"maintenance"`
+}
+
+// maintenanceDoc is a planned maintenance window, RFC 3339 times with
+// their zone.
+type maintenanceDoc struct {
+	From   string `yaml:"from" hw:"required"`
+	To     string `yaml:"to" hw:"required"`
+	Reason string `yaml:"reason" hw:"required"`
 }
 
 type hazardDoc struct {

@@ -1,5 +1,7 @@
 package model
 
+import "time"
+
 // Plant is the compiled plant: every object with its dense index, the
 // references between them resolved to indexes. The config loader builds it
 // once; after that it is read-only and safe to share between goroutines.
@@ -40,6 +42,16 @@ type Enterprise struct {
 	// with the hazard source's responsible persons at the first step;
 	// for a plant-wide sensor they are the first step alone.
 	Duty []Person
+	// Maintenance are its planned maintenance windows (检修), during which
+	// its alarms are suppressed by design.
+	Maintenance []MaintenanceWindow
+}
+
+// MaintenanceWindow is a planned maintenance period of an enterprise:
+// [From, To), with its reason.
+type MaintenanceWindow struct {
+	From, To time.Time
+	Reason   string
 }
 
 // Person is one of a hazard source's responsible persons (包保责任人), or
