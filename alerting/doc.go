@@ -1,6 +1,9 @@
-// Package alerting owns alarms: the pure ISA-18.2 state machine (Next),
-// the one goroutine that holds every alarm's state (Manager), and the
-// durable log of alarm events (Log, with a JetStream implementation).
+// Package alerting owns alarms: the pure ISA-18.2 state machine (Next)
+// with the escalation ladder, feedback and chattering in it, the one
+// goroutine that holds every alarm's state and timers (Manager), flood
+// detection and the duty report's KPIs, and the durable log of alarm
+// events (Log, with a JetStream implementation; group commit). Package
+// alerting/notify sends what the events notify.
 //
 // The flow is one way. Transitions from package rules and actions (an
 // operator's acknowledgement or shelf, a suppression, out of service) reach
@@ -41,6 +44,14 @@
 // control room without someone having seen that it ended (DOMAIN.md, gas
 // alarms latch). Acknowledging anything else (a normal alarm, an
 // acknowledged alarm whose condition still holds) is ErrNotAckable (409).
+//
+// Beside the table: a chattering alarm (raised Policy.Chatter.Count times
+// within its window) returns like a latched one, and raised again while
+// acknowledged it stays acknowledged, without ringing (its Count grows).
+// Feedback (OpFeedback) is taken once, when the alarm is not waiting for
+// an acknowledgement (ErrWrongState otherwise). The escalation and feedback
+// timers (OpEscalate, OpFeedbackDue) change no state: they move the ladder
+// (escalation.go) and mark feedback overdue.
 //
 // Events found in late data (SPEC §2) go through the same table, keep their
 // own timestamps and mark the alarm late, but never ring: Change.Ring is
