@@ -210,8 +210,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.started = m.clock()
 	m.armHolds(m.started)
 	m.syncHolds(m.started)
-	m.onDue(ctx)
-	m.flush(ctx)
+	for ctx.Err() == nil {
+		// Everything that fell due while the centre was down, before
+		// Ready, a batch at a time.
+		m.onDue(ctx)
+		full := len(m.b.evs) >= m.o.MaxBatch
+		m.flush(ctx)
+		if !full {
+			break
+		}
+	}
 	close(m.ready)
 	// One timer for the earliest due time, armed on the Manager's clock.
 	// A wake-up that the clock says is early only re-arms it.
