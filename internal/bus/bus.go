@@ -1,8 +1,10 @@
-// Package bus owns the embedded NATS server with JetStream: the durable
-// spine between ingest, rules, alerting and history. It starts the server
+// Package bus owns NATS with JetStream: the durable spine between ingest,
+// rules, alerting and history. By default it starts an embedded server
 // with every write synced to disk before it is acknowledged (SyncAlways:
 // the file store's default syncs only every two minutes, and a power loss
-// would then lose acknowledged data), and hands out in-process connections.
+// would then lose acknowledged data) and hands out in-process connections;
+// Dial instead connects to an external server (external.go), whose
+// configuration must sync every write the same way.
 package bus
 
 import (
@@ -33,10 +35,12 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
-// Server is a running embedded NATS server with JetStream.
+// Server is NATS with JetStream for the centre: a running embedded server
+// (Start), or the connection to an external one (Dial).
 type Server struct {
-	ns   *server.Server
+	ns   *server.Server // embedded; nil with an external server
 	opts *server.Options
+	ext  *external // external; nil when embedded
 	log  *slog.Logger
 }
 
@@ -84,15 +88,20 @@ func Start(o Options) (*Server, error) {
 	return &Server{ns: ns, opts: so, log: o.Logger}, nil
 }
 
-// SyncAlways reports whether the running server syncs every write to disk
-// before acknowledging it. Tests assert it: a kill -9 alone cannot tell.
+// SyncAlways reports whether the running embedded server syncs every write
+// to disk before acknowledging it. Tests assert it: a kill -9 alone cannot
+// tell. An external server's setting cannot be seen by a client: false.
 func (s *Server) SyncAlways() bool {
-	return s.ns.JetStreamConfig() != nil && s.ns.JetStreamConfig().SyncAlways
+	return s.ns != nil && s.ns.JetStreamConfig() != nil && s.ns.JetStreamConfig().SyncAlways
 }
 
-// Connect opens an in-process client connection; name shows in the server's
+// Connect opens a client connection, in-process to the embedded server or
+// over the network to the external one; name shows in the server's
 // connection list.
 func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
+	if s.ext != nil {
+		return s.ext.connect(name, s.log, extra...)
+	}
 	opts := append([]nats.Option{nats.Name(name), nats.InProcessServer(s.ns), nats.MaxReconnects(-1)}, extra...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
@@ -115,19 +124,36 @@ func (s *Server) JetStream(name string) (*nats.Conn, jetstream.JetStream, error)
 	return nc, js, nil
 }
 
-// ClientURL is the address outside clients use, when Listen was set.
-func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+// ClientURL is the address outside clients use: the embedded server's when
+// Listen was set, the external server's (without credentials) otherwise.
+func (s *Server) ClientURL() string {
+	if s.ext != nil {
+		return s.ext.url
+	}
+	return s.ns.ClientURL()
+}
 
-// Ready reports whether the server is up, for /readyz.
+// Ready reports whether JetStream can be used, for /readyz: the embedded
+// server is running; or every open connection to the external server is
+// connected and its JetStream answers.
 func (s *Server) Ready(ctx context.Context) error {
+	if s.ext != nil {
+		return s.ext.ready(ctx)
+	}
 	if !s.ns.Running() || s.ns.JetStreamConfig() == nil {
 		return errors.New("bus: JetStream is not running")
 	}
 	return nil
 }
 
-// Shutdown stops the server and waits for it.
+// Shutdown stops the embedded server and waits for it, or closes the
+// bus's own connection to the external one (each caller closes those it
+// opened).
 func (s *Server) Shutdown() {
+	if s.ext != nil {
+		s.ext.close(s.log)
+		return
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 	s.log.Info("embedded NATS JetStream stopped")
