@@ -59,6 +59,10 @@ func TestCheckBroken(t *testing.T) {
 }
 
 func TestCommands(t *testing.T) {
+	// The NATS cases read these; whatever this machine has set must not
+	// change them.
+	t.Setenv(envNATSPassword, "")
+	t.Setenv(envNATSToken, "")
 	tests := []struct {
 		args     []string
 		code     int
@@ -81,6 +85,11 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "--influx-url", "127.0.0.1:8086"}, exitUsage, "", `--influx-url "127.0.0.1:8086": want http://host:port`},
 		{[]string{"serve", "--influx-bucket", "db/rp", "--influx-org", "o"}, exitUsage, "", "--influx-bucket, --influx-org without --influx-url"},
 		{[]string{"serve", "--influx-url", "http://127.0.0.1:8086", "--influx-retention", "30m"}, exitUsage, "", "--influx-retention 30m0s: InfluxDB keeps data at least 1h0m0s"},
+		{[]string{"serve", "--nats-user", "centre", "--nats-ca", "ca.pem"}, exitUsage, "", "--nats-ca, --nats-user without --nats-url"},
+		{[]string{"serve", "--nats-url", "127.0.0.1:4222"}, exitUsage, "", `NATS URL "127.0.0.1:4222": want nats://host:port or tls://host:port`},
+		{[]string{"serve", "--nats-url", "nats://127.0.0.1:4222", "--nats-user", "centre"}, exitUsage, "", "--nats-user centre: its password goes in $HAZARDWATCH_NATS_PASSWORD"},
+		{[]string{"serve", "--nats-url", "nats://127.0.0.1:4222", "--nats-token", "t", "--nats-nkey", "u.nk"}, exitUsage, "", "give one kind of NATS credentials"},
+		{[]string{"serve", "--help"}, exitOK, "-nats-url string", ""},
 		{[]string{"gateway"}, exitUsage, "", "--id is required"},
 		{[]string{"gateway", "--id", "gw-nope"}, exitUsage, "", `"gw-nope" is not a gateway`},
 		{[]string{"gateway", "--id", "gw-e01-1", "--device", "oops"}, exitUsage, "", "want DEVICE=HOST:PORT"},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"hazardwatch/internal/auth"
+	"hazardwatch/internal/bus"
 	"hazardwatch/internal/centre"
 	"hazardwatch/internal/influx"
 )
@@ -23,8 +24,9 @@ import (
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "", `
 Runs the centre: an embedded MQTT broker (or an external one), ingest into
-embedded NATS JetStream, rules, alarms, history and the HTTP API with its
-WebSocket and the control-room page. State lives under --data-dir.
+NATS JetStream (embedded, or an external server), rules, alarms, history
+and the HTTP API with its WebSocket and the control-room page. State lives
+under --data-dir.
 
 The embedded broker lets in a gateway that gives its id as the username
 and its token as the password (hazardwatch token create --role gateway
@@ -34,7 +36,12 @@ connects read-only (mosquitto_sub -u admin -P TOKEN -t 'hw/#').
 
 With --influx-url it also writes readings and alarm events to InfluxDB
 (measurements reading and alarm_event), from durable consumers of its own:
-an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
+an InfluxDB that is down loses nothing, it catches up when it is back.
+
+With --nats-url the streams live in that NATS server's JetStream instead
+of an embedded one; the server must sync every write (its jetstream block:
+sync_interval: always), as the embedded one does. Credentials: --nats-user
+with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	dataDir := dataDirFlag(fs)
 	cfgDir := configFlag(fs)
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker's listen address")
@@ -56,6 +63,11 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 	fs.Var(&notifyHeader, "notify-webhook-header", `a header for the webhook, "Name: value" (repeatable), e.g. "Authorization: Bearer …"`)
 	notifyTimeout := fs.Duration("notify-webhook-timeout", 10*time.Second, "how long the webhook may take to answer one notification")
 	notifyOff := fs.Bool("notify-sms-off", false, "no SMS and voice notices (without a provider they are written to the log, the number masked)")
+	natsURL := fs.String("nats-url", "", "use this NATS server with JetStream (nats://host:4222, tls://host:4222; comma-separated for a cluster) instead of the embedded one; it must have sync_interval: always")
+	natsUser := fs.String("nats-user", "", "user at --nats-url; its password is read from $"+envNATSPassword)
+	natsToken := fs.String("nats-token", "", "token at --nats-url (default $"+envNATSToken+" when no other credentials are given)")
+	natsNKey := fs.String("nats-nkey", "", "file holding the nkey seed (SU…) of the user at --nats-url")
+	natsCA := fs.String("nats-ca", "", "PEM CA bundle that verifies the certificate of --nats-url (TLS)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -80,6 +92,11 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch serve: --notify-webhook-header without --notify-webhook\n")
 		return exitUsage
 	}
+	natsOpts, msg := natsFlags(fs, *natsURL, *natsUser, *natsToken, *natsNKey, *natsCA)
+	if msg != "" {
+		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
+		return exitUsage
+	}
 	log := newLogger(stderr, *debug)
 	cfg, err := loadConfig(*cfgDir)
 	if err != nil {
@@ -101,6 +118,7 @@ an InfluxDB that is down loses nothing, it catches up when it is back.`, stderr)
 		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
 		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
 			Retention: *influxRetention, AlterRetention: *influxAlter},
+		NATS:   natsOpts,
 		Notify: centre.NotifyOptions{WebhookURL: *notifyHook, WebhookHeader: http.Header(notifyHeader), WebhookTimeout: *notifyTimeout, Off: *notifyOff}})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
@@ -144,17 +162,43 @@ func (h *headerFlag) Set(v string) error {
 // --influx-token is not given.
 const envInfluxToken = "HAZARDWATCH_INFLUX_TOKEN"
 
+// Where serve reads the external NATS server's secrets: the environment
+// keeps them out of the process list.
+const (
+	envNATSPassword = "HAZARDWATCH_NATS_PASSWORD"
+	envNATSToken    = "HAZARDWATCH_NATS_TOKEN"
+)
+
+// natsFlags makes the external NATS server's options of the --nats-*
+// flags and the environment, checked together; it returns what is wrong,
+// or "". Without --nats-url the options are empty: the embedded server.
+func natsFlags(fs *flag.FlagSet, rawURL, user, token, nkey, ca string) (bus.ExternalOptions, string) {
+	if rawURL == "" {
+		if set := flagsGiven(fs, "nats-"); len(set) > 0 {
+			return bus.ExternalOptions{}, strings.Join(set, ", ") + " without --nats-url: give the NATS server's address too"
+		}
+		return bus.ExternalOptions{}, ""
+	}
+	o := bus.ExternalOptions{URL: rawURL, User: user, Token: token, NKeyFile: nkey, CAFile: ca}
+	if user != "" {
+		if o.Password = os.Getenv(envNATSPassword); o.Password == "" {
+			return o, "--nats-user " + user + ": its password goes in $" + envNATSPassword + ", which is empty"
+		}
+	}
+	if user == "" && token == "" && nkey == "" {
+		o.Token = os.Getenv(envNATSToken)
+	}
+	if err := o.Check(); err != nil {
+		return o, strings.TrimPrefix(err.Error(), "bus: ")
+	}
+	return o, ""
+}
+
 // checkInfluxFlags checks the InfluxDB flags together; it returns what is
 // wrong, or "".
 func checkInfluxFlags(fs *flag.FlagSet, rawURL string, retention time.Duration) string {
 	if rawURL == "" {
-		var set []string
-		fs.Visit(func(f *flag.Flag) {
-			if strings.HasPrefix(f.Name, "influx-") {
-				set = append(set, "--"+f.Name)
-			}
-		})
-		if len(set) > 0 {
+		if set := flagsGiven(fs, "influx-"); len(set) > 0 {
 			return strings.Join(set, ", ") + " without --influx-url: give the InfluxDB's address too"
 		}
 		return ""
@@ -167,6 +211,18 @@ func checkInfluxFlags(fs *flag.FlagSet, rawURL string, retention time.Duration) 
 		return fmt.Sprintf("--influx-retention %s: InfluxDB keeps data at least %s (DOMAIN.md asks for 720h)", retention, influx.MinRetention)
 	}
 	return ""
+}
+
+// flagsGiven returns, as --name, every flag given on the command line
+// whose name starts with prefix.
+func flagsGiven(fs *flag.FlagSet, prefix string) []string {
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, prefix) {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	return set
 }
 
 // checkMQTTFlags checks the embedded broker's security flags together; it

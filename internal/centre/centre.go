@@ -1,8 +1,9 @@
-// Package centre wires the centre together: the embedded NATS JetStream,
-// ingest (broker, validation, dedup, group commit), the pipeline that feeds
-// rules, alarms and history from the READINGS stream, and the HTTP API with
-// its WebSocket and the control-room page. It starts the stages from the
-// store up and stops them from the sources down.
+// Package centre wires the centre together: NATS JetStream (embedded, or
+// an external server), ingest (broker, validation, dedup, group commit),
+// the pipeline that feeds rules, alarms and history from the READINGS
+// stream, and the HTTP API with its WebSocket and the control-room page.
+// It starts the stages from the store up and stops them from the sources
+// down.
 package centre
 
 import (
@@ -68,6 +69,10 @@ type Options struct {
 	Influx influx.Options
 	// Notify configures the notifications of escalations (notify.go).
 	Notify NotifyOptions
+	// NATS, when its URL is set, makes the centre use that external NATS
+	// server with JetStream (bus.Dial) instead of starting the embedded
+	// one under DataDir. The centre fills in Logger.
+	NATS bus.ExternalOptions
 }
 
 // Centre is a running centre.
@@ -131,7 +136,13 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	c.cancel = cancel
 	plant := o.Config.Plant
 
-	if c.bus, err = bus.Start(bus.Options{Dir: o.DataDir, Logger: o.Logger}); err != nil {
+	if o.NATS.URL != "" {
+		o.NATS.Logger = o.Logger
+		c.bus, err = bus.Dial(ctx, o.NATS)
+	} else {
+		c.bus, err = bus.Start(bus.Options{Dir: o.DataDir, Logger: o.Logger})
+	}
+	if err != nil {
 		return nil, err
 	}
 	nc, js, err := c.bus.JetStream("centre")
