@@ -10,9 +10,12 @@ package configs_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,14 +24,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
+	"hazardwatch/ingest"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/natstest"
 )
 
 func TestMain(m *testing.M) {
@@ -116,7 +125,22 @@ func flagValue(t *testing.T, svc string, cmd []string, name string) string {
 	return v[0]
 }
 
-var pinned = regexp.MustCompile(`^[a-z0-9]+(?:[._/-][a-z0-9]+)*:v?[0-9]+(?:\.[0-9]+)+$`)
+// pinned is name:1.2.3, with a variant after the version allowed
+// (nats:2.15.2-alpine): never a bare name, latest, or a major or minor
+// alone, which move with every release.
+var pinned = regexp.MustCompile(`^[a-z0-9]+(?:[._/-][a-z0-9]+)*:v?[0-9]+(?:\.[0-9]+){2,}(?:-[a-z][a-z0-9.]*)?$`)
+
+func TestPinned(t *testing.T) {
+	for image, want := range map[string]bool{
+		"nats:2.15.2-alpine": true, "nats:2.15.2": true, "prom/prometheus:v3.5.0": true, "grafana/grafana:12.1.1": true,
+		"nats:2.15.2-alpine3.22": true,
+		"nats":                   false, "nats:latest": false, "nats:alpine": false, "nats:2": false, "nats:2.15": false, "nats:2.15-alpine": false,
+	} {
+		if got := pinned.MatchString(image); got != want {
+			t.Errorf("pinned(%q) = %v, want %v", image, got, want)
+		}
+	}
+}
 
 // TestComposeServices: every image pinned to a version, every service
 // with a health check, every depends_on on an existing service with one,
@@ -124,7 +148,7 @@ var pinned = regexp.MustCompile(`^[a-z0-9]+(?:[._/-][a-z0-9]+)*:v?[0-9]+(?:\.[0-
 // declared.
 func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
-	for _, want := range []string{"mosquitto", "influxdb", "prometheus", "grafana", "centre", "simulator"} {
+	for _, want := range []string{"mosquitto", "nats", "influxdb", "prometheus", "grafana", "centre", "simulator"} {
 		if _, ok := c.Services[want]; !ok {
 			t.Errorf("no service %s", want)
 		}
@@ -337,6 +361,133 @@ func TestComposePlant(t *testing.T) {
 	}
 }
 
+// TestComposeNATS: the nats service's configuration, loaded by
+// nats-server's own loader, runs JetStream with every write synced before
+// it is acknowledged, its store on the service's volume, and the centre's
+// user with the password the centre is given; a server started from it
+// (its store and ports moved to a temporary folder and free loopback
+// ports) passes the compose health check and lets that user use
+// JetStream. The image is the nats-server release the centre is tested
+// with (go.mod).
+func TestComposeNATS(t *testing.T) {
+	c := loadCompose(t)
+	svc, centre := c.Services["nats"], c.Services["centre"]
+	if len(svc.Command) == 0 || svc.Command[0] != "nats-server" {
+		t.Fatalf("nats: command %q, want nats-server --config FILE", svc.Command)
+	}
+	confPath := mountedFile(t, "nats", svc, flagValue(t, "nats", svc.Command, "config"))
+	// The password is an environment variable of the service.
+	t.Setenv("NATS_CENTRE_PASSWORD", svc.Environment["NATS_CENTRE_PASSWORD"])
+	opts, err := server.ProcessConfigFile(confPath)
+	if err != nil {
+		t.Fatalf("%s: %v", confPath, err)
+	}
+	if !opts.JetStream {
+		t.Error("nats.conf: JetStream is off")
+	}
+	if !opts.SyncAlways {
+		t.Error("nats.conf: JetStream does not sync every write (want sync_interval: always): a power loss would lose acknowledged readings and alarm events")
+	}
+	if opts.MaxPayload < ingest.MaxPacket {
+		t.Errorf("nats.conf: max_payload %d, below the %d of the centre's group commit", opts.MaxPayload, ingest.MaxPacket)
+	}
+	if !slices.ContainsFunc(svc.Volumes, func(v string) bool {
+		src, target, _ := strings.Cut(v, ":")
+		return !strings.HasPrefix(src, ".") && (opts.StoreDir == target || strings.HasPrefix(opts.StoreDir, target+"/"))
+	}) {
+		t.Errorf("nats: the JetStream store %q is not on a named volume: %v", opts.StoreDir, svc.Volumes)
+	}
+	if want := fmt.Sprintf("nats:%s-alpine", strings.TrimPrefix(moduleVersion(t, "github.com/nats-io/nats-server/v2"), "v")); svc.Image != want {
+		t.Errorf("nats: image %s, want %s: the release the centre is tested with, and Alpine for wget", svc.Image, want)
+	}
+	if _, ok := centre.DependsOn["nats"]; !ok {
+		t.Error("centre: does not wait for the nats service")
+	}
+
+	// The centre connects where the server listens, as its user, with the
+	// password the server has for it.
+	if u := flagValue(t, "centre", centre.Command, "nats-url"); u != fmt.Sprintf("nats://nats:%d", opts.Port) {
+		t.Errorf("centre: --nats-url %s, want nats://nats:%d (nats.conf's port)", u, opts.Port)
+	}
+	user := flagValue(t, "centre", centre.Command, "nats-user")
+	password := centre.Environment["HAZARDWATCH_NATS_PASSWORD"]
+	if password == "" || !slices.ContainsFunc(opts.Users, func(u *server.User) bool {
+		return u.Username == user && u.Password == password && u.Account != nil && u.Account.Name != "$G"
+	}) {
+		t.Errorf("nats.conf has no user %s in an account of its own with the centre's $HAZARDWATCH_NATS_PASSWORD %q", user, password)
+	}
+	health := composeHealthcheck(t, "nats")
+	hu, err := url.Parse(health[len(health)-1])
+	if err != nil || hu.Port() != fmt.Sprint(opts.HTTPPort) || hu.Path != "/healthz" || hu.Query().Get("js-enabled-only") != "true" {
+		t.Fatalf("nats: health check %q, want http://127.0.0.1:%d/healthz?js-enabled-only=true (nats.conf's http_port)", health, opts.HTTPPort)
+	}
+
+	// The same configuration, run here.
+	ns := natstest.FromConfig(t, confPath, t.TempDir(), 0)
+	hu.Host = ns.MonitorAddr().String()
+	req, err := http.NewRequest(http.MethodGet, hu.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("health check %s: %s %s", hu, resp.Status, body)
+	}
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, password))
+	if err != nil {
+		t.Fatalf("the centre's credentials: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream for the centre's user: %v", err)
+	}
+	if _, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, "not-"+password)); err == nil {
+		t.Error("a wrong password was let in")
+	}
+}
+
+// mountedFile returns the repository file that service svc mounts at
+// target.
+func mountedFile(t *testing.T, name string, svc service, target string) string {
+	t.Helper()
+	for _, v := range svc.Volumes {
+		if parts := strings.Split(v, ":"); len(parts) >= 2 && parts[1] == target && strings.HasPrefix(parts[0], "./") {
+			return filepath.Join(root, parts[0])
+		}
+	}
+	t.Fatalf("%s: nothing of the repository is mounted at %s", name, target)
+	return ""
+}
+
+// moduleVersion is the version of module path that go.mod requires (a
+// test binary carries no dependency versions of its own).
+func moduleVersion(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require ")); len(f) >= 2 && f[0] == path {
+			return f[1]
+		}
+	}
+	t.Fatalf("go.mod does not require %s", path)
+	return ""
+}
+
 // scrapeTargets loads prometheus.yml with Prometheus's own loader (strict,
 // as Prometheus is at start) and returns each job's static targets.
 func scrapeTargets(t *testing.T) map[string][]string {
@@ -530,7 +681,7 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// composeHealthcheck returns the mosquitto service's health check command.
+// composeHealthcheck returns a service's health check command.
 func composeHealthcheck(t *testing.T, svc string) []string {
 	t.Helper()
 	s := loadCompose(t).Services[svc]
