@@ -93,6 +93,13 @@ type Readings interface {
 type Check struct {
 	Name  string
 	Ready func(context.Context) error
+	// Optional marks a component the centre's core does without for a
+	// while, such as InfluxDB (its writes wait in the streams; only the
+	// history API answers 503 meanwhile): its failure shows in /readyz's
+	// checks and status "degraded", but the answer stays 200, so that a
+	// load balancer or orchestrator does not take alarms and ingest away
+	// with it.
+	Optional bool
 }
 
 // Options configure a Server. Plant, Tokens and Alarms are required; a nil
@@ -403,14 +410,16 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 type checkResult struct {
-	Name  string `json:"name"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	Name     string `json:"name"`
+	OK       bool   `json:"ok"`
+	Optional bool   `json:"optional,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // readyz runs every check at once, each bounded by checkTimeout, and adds
 // the hub's own: a centre whose alarm push is down is not ready for a
-// control room.
+// control room. Any failing check but an optional one makes it 503,
+// "unavailable"; failing optional checks alone leave it 200, "degraded".
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := append([]Check{{Name: "alarm_push", Ready: s.hub.ready}}, s.o.Checks...)
 	res := make([]checkResult, len(checks))
@@ -429,7 +438,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			case <-ctx.Done():
 				err = fmt.Errorf("no answer within %s", checkTimeout)
 			}
-			res[i] = checkResult{Name: c.Name, OK: err == nil}
+			res[i] = checkResult{Name: c.Name, OK: err == nil, Optional: c.Optional}
 			if err != nil {
 				res[i].Error = err.Error()
 			}
@@ -439,7 +448,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status, word := http.StatusOK, "ok"
 	var failed []string
 	for _, c := range res {
-		if !c.OK {
+		switch {
+		case c.OK:
+		case c.Optional:
+			if status == http.StatusOK {
+				word = "degraded"
+			}
+		default:
 			status, word = http.StatusServiceUnavailable, "unavailable"
 			failed = append(failed, c.Name)
 		}

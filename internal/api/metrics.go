@@ -28,6 +28,13 @@ const (
 	dropPong     = "read_timeout" // no pong (nor anything else) within the pong deadline
 )
 
+// Reasons of hw_api_history_errors_total: history requests the store could
+// not answer.
+const (
+	historyUnavailable = "unavailable" // the store cannot answer for now (InfluxDB down, closing): 503
+	historyFailed      = "failed"      // the query failed otherwise: 500
+)
+
 // helpPipelineLag must equal the help of every other stage's
 // hw_pipeline_lag_seconds (ingest.HelpPipelineLag): a Prometheus registry
 // refuses one name with two help strings. Copied, not imported, so that the
@@ -41,6 +48,7 @@ type metrics struct {
 	wsDropped       *prometheus.CounterVec
 	readingsSkipped prometheus.Counter
 	pushLag         prometheus.Gauge
+	historyErrors   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,6 +80,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:        helpPipelineLag,
 			ConstLabels: prometheus.Labels{"stage": "push"},
 		}),
+		historyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hw_api_history_errors_total",
+			Help: "History requests not answered, by reason: unavailable (503: the store, InfluxDB when configured, cannot answer for now) or failed (500).",
+		}, []string{"reason"}),
 	}
 	for _, r := range []string{authMissing, authMalformed, authUnknown, authRevoked, authExpired, authNotForAPI} {
 		m.authFailures.WithLabelValues(r)
@@ -79,7 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{dropSlow, dropResync, dropShutdown, dropToken, dropWrite, dropPong} {
 		m.wsDropped.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.authFailures, m.wsClients, m.wsDropped, m.readingsSkipped, m.pushLag} {
+	for _, r := range []string{historyUnavailable, historyFailed} {
+		m.historyErrors.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.authFailures, m.wsClients, m.wsDropped, m.readingsSkipped, m.pushLag, m.historyErrors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

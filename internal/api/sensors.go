@@ -14,6 +14,7 @@ import (
 
 	"hazardwatch/alerting"
 	"hazardwatch/internal/auth"
+	"hazardwatch/internal/influx"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/store"
 )
@@ -244,10 +245,19 @@ func (s *Server) sensorHistory(w http.ResponseWriter, r *http.Request, tok auth.
 	case errors.Is(err, store.ErrBadRange):
 		writeError(w, http.StatusBadRequest, "时间范围无效 / bad range: "+err.Error())
 		return
+	case errors.Is(err, influx.ErrUnavailable):
+		// InfluxDB is down or too slow: the writer says so in the log and
+		// /readyz's influxdb check; the caller may try again.
+		s.metrics.historyErrors.WithLabelValues(historyUnavailable).Inc()
+		s.log.Debug("api: history unavailable", "sensor", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "历史数据暂不可用，请稍后重试 / history unavailable: InfluxDB does not answer, try again later")
+		return
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		s.metrics.historyErrors.WithLabelValues(historyUnavailable).Inc()
 		writeError(w, http.StatusServiceUnavailable, "历史数据暂不可用 / history unavailable")
 		return
 	default:
+		s.metrics.historyErrors.WithLabelValues(historyFailed).Inc()
 		s.log.Error("api: history query failed", "sensor", id, "err", err)
 		writeError(w, http.StatusInternalServerError, "历史数据查询失败 / history query failed")
 		return

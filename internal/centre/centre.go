@@ -236,11 +236,11 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
 		Alarms: c.alarms, History: history, Latest: lat, Readings: fd,
-		Checks: []api.Check{
+		Checks: append([]api.Check{
 			{Name: "nats", Ready: c.bus.Ready},
 			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},
 			{Name: "alarms", Ready: func(context.Context) error { return running(c.alarms) }},
-		},
+		}, c.influxChecks()...),
 		Registry: c.reg, Logger: o.Logger.With("stage", "api"), Clock: o.Clock,
 	})
 	if err != nil {

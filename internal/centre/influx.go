@@ -13,6 +13,7 @@ import (
 
 	"hazardwatch/alerting"
 	"hazardwatch/ingest"
+	"hazardwatch/internal/api"
 	"hazardwatch/internal/influx"
 	"hazardwatch/internal/model"
 )
@@ -32,9 +33,15 @@ const influxConsumerName = "influx"
 // them pending across its restart (a Nak at shutdown is not kept).
 const influxAckWait = 10 * time.Second
 
-// influxMonitorEvery is how often the backlog and the lag are measured
-// (tests shorten it).
-var influxMonitorEvery = 2 * time.Second
+// influxMonitorEvery is how often the backlog and the lag are measured;
+// from a lag of influxBehind the log says InfluxDB is behind and then
+// logs the catch-up's progress every influxBehind, until the lag is down
+// to influxCaughtUp (tests shorten them).
+var (
+	influxMonitorEvery = 2 * time.Second
+	influxBehind       = 30 * time.Second
+	influxCaughtUp     = 5 * time.Second
+)
 
 // startInflux starts the InfluxDB writer and its two feeds: READINGS into
 // the reading measurement, ALARMS into alarm_event.
@@ -151,6 +158,18 @@ func (c *Centre) ensureInfluxBucket(ctx, runCtx context.Context, o influx.Option
 			wait = min(2*wait, influxEnsureRetry)
 		}
 	})
+}
+
+// influxChecks is /readyz's influxdb check when InfluxDB is configured:
+// a ping, optional (api.Check.Optional). The centre without InfluxDB still
+// takes readings, raises and pushes alarms and keeps its embedded history,
+// and the feeds catch up afterwards; only the API's history, which reads
+// InfluxDB, answers 503 meanwhile.
+func (c *Centre) influxChecks() []api.Check {
+	if c.influxHist == nil {
+		return nil
+	}
+	return []api.Check{{Name: "influxdb", Ready: c.influxHist.Ping, Optional: true}}
 }
 
 func orString(s, def string) string {
@@ -342,7 +361,8 @@ func (f *influxFeed) registerMetrics(reg prometheus.Registerer) error {
 
 // monitor measures the backlog and the lag every influxMonitorEvery and
 // logs the progress of a catch-up: every 30 s while InfluxDB is more than
-// 30 s behind, and once when it has caught up.
+// 30 s behind, and once when it has caught up (influxBehind,
+// influxCaughtUp).
 func (f *influxFeed) monitor(ctx context.Context) {
 	t := time.NewTicker(influxMonitorEvery)
 	defer t.Stop()
@@ -370,16 +390,16 @@ func (f *influxFeed) monitor(ctx context.Context) {
 		now := f.clock()
 		written := f.w.Stats().Readings
 		switch {
-		case lag > 30*time.Second && behindSince.IsZero():
+		case lag > influxBehind && behindSince.IsZero():
 			behindSince, lastLog, writtenAtLog = now, now, written
 			f.log.Warn("InfluxDB is behind the READINGS stream", "lag", lag.Round(time.Second),
 				"backlog_messages", msgs, "backlog_readings", readings)
-		case lag > 30*time.Second && now.Sub(lastLog) >= 30*time.Second:
+		case lag > influxBehind && now.Sub(lastLog) >= influxBehind:
 			rate := float64(written-writtenAtLog) / now.Sub(lastLog).Seconds()
 			f.log.Info("InfluxDB catching up", "lag", lag.Round(time.Second), "backlog_messages", msgs,
 				"backlog_readings", readings, "readings_per_s", int64(rate))
 			lastLog, writtenAtLog = now, written
-		case lag <= 5*time.Second && !behindSince.IsZero():
+		case lag <= influxCaughtUp && !behindSince.IsZero():
 			f.log.Info("InfluxDB has caught up with the READINGS stream", "behind_for", now.Sub(behindSince).Round(time.Second),
 				"lag", lag.Round(time.Millisecond))
 			behindSince = time.Time{}

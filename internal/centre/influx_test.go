@@ -2,10 +2,16 @@ package centre
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +20,7 @@ import (
 
 	"hazardwatch/alerting"
 	"hazardwatch/ingest"
+	"hazardwatch/internal/auth"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/influx"
 	"hazardwatch/internal/influxtest"
@@ -36,6 +43,10 @@ type influxEnv struct {
 	c       *Centre
 	js      jetstream.JetStream
 	closeJS func()
+	// The centre's log at Info and above, across its restarts: a file, so
+	// that the test reads it while the centre writes.
+	logPath string
+	logFile *os.File
 }
 
 func newInfluxEnv(t *testing.T) *influxEnv {
@@ -48,10 +59,14 @@ func newInfluxEnv(t *testing.T) *influxEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := influxMonitorEvery
-	influxMonitorEvery = 50 * time.Millisecond
-	t.Cleanup(func() { influxMonitorEvery = old })
-	e := &influxEnv{t: t, influx: srv, cfg: cfg, dataDir: t.TempDir()}
+	oldEvery, oldBehind := influxMonitorEvery, influxBehind
+	influxMonitorEvery, influxBehind = 50*time.Millisecond, time.Second
+	t.Cleanup(func() { influxMonitorEvery, influxBehind = oldEvery, oldBehind })
+	e := &influxEnv{t: t, influx: srv, cfg: cfg, dataDir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "centre.log")}
+	if e.logFile, err = os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.logFile.Close() })
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -59,10 +74,11 @@ func newInfluxEnv(t *testing.T) *influxEnv {
 
 func (e *influxEnv) start() {
 	e.t.Helper()
-	log := slog.New(slog.DiscardHandler)
+	var w io.Writer = e.logFile
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		w = io.MultiWriter(e.logFile, os.Stderr)
 	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, err := Start(context.Background(), Options{
 		Config: e.cfg, DataDir: e.dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: log,
 		Influx: influx.Options{URL: e.influx.URL(), Bucket: influxDB + "/autogen", FlushInterval: 50 * time.Millisecond,
@@ -174,6 +190,69 @@ func (e *influxEnv) waitMetric(what, name, label, value string, cond func(float6
 		return cond(v)
 	})
 	return v
+}
+
+// logs returns what the centre has logged so far.
+func (e *influxEnv) logs() string {
+	e.t.Helper()
+	b, err := os.ReadFile(e.logPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// get asks the centre's HTTP server for path with token ("" for none) and
+// decodes its JSON answer into out.
+func (e *influxEnv) get(path, token string, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.c.HTTPAddr()+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		e.t.Fatalf("GET %s: %s: %v", path, resp.Status, err)
+	}
+	return resp.StatusCode
+}
+
+// readyz is the centre's /readyz.
+type readyz struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Checks []struct {
+		Name     string `json:"name"`
+		OK       bool   `json:"ok"`
+		Optional bool   `json:"optional"`
+		Error    string `json:"error"`
+	} `json:"checks"`
+}
+
+// influxCheck returns /readyz's HTTP status, its status word and its
+// influxdb check.
+func (e *influxEnv) influxCheck() (int, string, bool, string) {
+	e.t.Helper()
+	var r readyz
+	code := e.get("/readyz", "", &r)
+	for _, c := range r.Checks {
+		if c.Name == "influxdb" {
+			if !c.Optional {
+				e.t.Errorf("/readyz: the influxdb check is not optional: %+v", c)
+			}
+			return code, r.Status, c.OK, c.Error
+		}
+	}
+	e.t.Fatalf("/readyz has no influxdb check: %+v", r)
+	return 0, "", false, ""
 }
 
 func (e *influxEnv) consumerInfo(stream string) *jetstream.ConsumerInfo {
@@ -324,10 +403,51 @@ func TestInfluxOutage(t *testing.T) {
 	publish(30)
 	e.waitMetric("backlog after the centre's restart", "hw_influx_backlog_messages", "", "", func(v float64) bool { return v == 70 })
 
+	// The API's history, which reads InfluxDB, answers 503 meanwhile, and
+	// counts it; /readyz shows InfluxDB down, and the centre, which does
+	// without it, ready.
+	admin, _, err := e.c.Tokens().Create("outage test", auth.Admin, auth.Scope{Kind: "all"}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := "/api/v1/sensors/" + e.cfg.Plant.Sensors[0].ID + "/history?step=1m"
+	var answer struct {
+		Error string `json:"error"`
+	}
+	if code := e.get(history, admin, &answer); code != http.StatusServiceUnavailable || !strings.Contains(answer.Error, "history unavailable") {
+		t.Errorf("history while InfluxDB is down: %d %q, want 503 history unavailable", code, answer.Error)
+	}
+	if got := e.metric("hw_api_history_errors_total", "reason", "unavailable"); got != 1 {
+		t.Errorf("hw_api_history_errors_total{reason=unavailable} = %v, want 1", got)
+	}
+	if code, status, ok, msg := e.influxCheck(); code != http.StatusOK || status != "degraded" || ok || msg == "" {
+		t.Errorf("/readyz while InfluxDB is down: %d %s, influxdb ok=%v %q; want 200 degraded, influxdb not ok with its error", code, status, ok, msg)
+	}
+
 	e.influx.Restart()
 	e.waitCount(`SELECT count(value) FROM reading`, 80*n)
 	e.waitMetric("backlog drained", "hw_influx_backlog_messages", "", "", func(v float64) bool { return v == 0 })
 	e.waitMetric("lag back to 0", "hw_pipeline_lag_seconds", "stage", "influx", func(v float64) bool { return v == 0 })
+	if code, status, ok, msg := e.influxCheck(); code != http.StatusOK || status != "ok" || !ok {
+		t.Errorf("/readyz with InfluxDB back: %d %s, influxdb ok=%v %q", code, status, ok, msg)
+	}
+	if code := e.get(history, admin, &answer); code != http.StatusOK {
+		t.Errorf("history with InfluxDB back: %d %q", code, answer.Error)
+	}
+	// The log told the outage's story: behind, the catch-up's progress
+	// (the backlog in readings, the lag and the rate), caught up.
+	poll.Until(t, "the log to say InfluxDB has caught up", waitLong, func() bool {
+		return strings.Contains(e.logs(), "InfluxDB has caught up with the READINGS stream")
+	})
+	logs := e.logs()
+	for _, want := range []string{
+		`msg="InfluxDB is behind the READINGS stream" stage=influx lag=\d+s backlog_messages=[1-9]\d* backlog_readings=[1-9]\d*`,
+		`msg="InfluxDB catching up" stage=influx lag=\d+s backlog_messages=\d+ backlog_readings=\d+ readings_per_s=\d+`,
+	} {
+		if !regexp.MustCompile(want).MatchString(logs) {
+			t.Errorf("the centre's log has no line like %s", want)
+		}
+	}
 	if got := e.count(`SELECT count(value) FROM reading`); got != 80*n {
 		t.Errorf("%d reading points after the outage, want %d", got, 80*n)
 	}

@@ -36,10 +36,18 @@ import (
 type History struct {
 	client  *http.Client
 	url     string // the /query endpoint
+	ping    string // the /ping endpoint
 	token   string
 	db, rp  string
 	timeout time.Duration
 }
+
+// ErrUnavailable is wrapped by the errors of a History whose InfluxDB
+// cannot answer for now: it cannot be reached, it does not answer within
+// the request timeout, it breaks off an answer, or it answers with a 5xx
+// status. The API answers them with 503; anything else (a 4xx answer such
+// as wrong credentials, an answer it cannot read) is a failure.
+var ErrUnavailable = errors.New("influx: InfluxDB unavailable")
 
 // NewHistory makes a History on the server and bucket of o (URL, Token,
 // Bucket and RequestTimeout; the rest is the writer's).
@@ -57,6 +65,7 @@ func NewHistory(o Options) (*History, error) {
 	return &History{
 		client:  &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		url:     strings.TrimRight(o.URL, "/") + "/query",
+		ping:    strings.TrimRight(o.URL, "/") + "/ping",
 		token:   o.Token,
 		db:      db,
 		rp:      rp,
@@ -74,8 +83,9 @@ func (h *History) Close() error {
 // History returns the sensor's readings in [from, to), as
 // store.Store.History does: step 0 gives every value as a bucket of count
 // 1, step > 0 buckets aligned to the step from the epoch. Errors wrap
-// store.ErrBadRange for a bad range or step (the API answers 400), and
-// the context's error when it ends.
+// store.ErrBadRange for a bad range or step (the API answers 400),
+// ErrUnavailable when InfluxDB cannot answer for now (503), and the
+// context's error when it ends.
 func (h *History) History(ctx context.Context, sensor string, from, to time.Time, step time.Duration) ([]store.Bucket, error) {
 	if step < 0 || step%time.Millisecond != 0 {
 		return nil, fmt.Errorf("%w: step %s", store.ErrBadRange, step)
@@ -137,8 +147,8 @@ func (h *History) History(ctx context.Context, sensor string, from, to time.Time
 // query runs one InfluxQL statement, chunked (so the server's row limit
 // for whole answers does not cut it short), and calls row for every row
 // of its series in order. A null column is "".
-func (h *History) query(ctx context.Context, q string, row func([]json.Number) error) error {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+func (h *History) query(parent context.Context, q string, row func([]json.Number) error) error {
+	ctx, cancel := context.WithTimeout(parent, h.timeout)
 	defer cancel()
 	params := url.Values{"q": {q}, "db": {h.db}, "epoch": {"ms"}, "chunked": {"true"}, "chunk_size": {"10000"}}
 	if h.rp != "" {
@@ -154,12 +164,16 @@ func (h *History) query(ctx context.Context, q string, row func([]json.Number) e
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return err
+		return h.unavailable(parent, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return err
 	}
 	dec := json.NewDecoder(resp.Body)
 	dec.UseNumber()
@@ -176,7 +190,13 @@ func (h *History) query(ctx context.Context, q string, row func([]json.Number) e
 		if err := dec.Decode(&chunk); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return err
+			var syntax *json.SyntaxError
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &syntax) || errors.As(err, &typ) {
+				return err
+			}
+			// The answer broke off: the connection, or the timeout.
+			return h.unavailable(parent, err)
 		}
 		if chunk.Error != "" {
 			return errors.New(chunk.Error)
@@ -200,6 +220,38 @@ func (h *History) query(ctx context.Context, q string, row func([]json.Number) e
 			}
 		}
 	}
+}
+
+// unavailable wraps err, met while talking to InfluxDB, in ErrUnavailable;
+// when the caller's own context ended (the client went away) it is the
+// caller's doing, and err stays as it is.
+func (h *History) unavailable(caller context.Context, err error) error {
+	if caller.Err() != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Ping asks InfluxDB's /ping (1.8 and 2.x) whether it is up, within the
+// request timeout, for the centre's readiness check; its errors wrap
+// ErrUnavailable.
+func (h *History) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.ping, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: /ping: %s", ErrUnavailable, resp.Status)
+	}
+	return nil
 }
 
 type parsed[T any] struct {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -157,6 +159,78 @@ func TestHistoryAgrees(t *testing.T) {
 // last bits, about 1e-16 relative, and nothing a wrong set of values would
 // give (one value more or less moves a mean of a few hundred readings of
 // 17–23 by far more than 1e-12).
+// TestHistoryUnavailable: with the real InfluxDB 1.8.10 stopped, History
+// and Ping fail with ErrUnavailable (the API's 503) and work again once it
+// is back; a caller that went away is not InfluxDB's fault. Against
+// servers that misbehave: a 5xx, a hung answer and an answer broken off
+// are unavailable; a 4xx (wrong credentials) and an answer that is not
+// InfluxDB's are failures.
+func TestHistoryUnavailable(t *testing.T) {
+	srv := startInflux(t)
+	h, err := NewHistory(Options{URL: srv.URL(), Bucket: testDB + "/autogen", RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	from, to := time.Now().Add(-time.Hour), time.Now()
+	ask := func() error {
+		_, err := h.History(ctx, "e01-V101-LT", from, to, time.Minute)
+		return err
+	}
+	if err := errors.Join(h.Ping(ctx), ask()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	for what, err := range map[string]error{"Ping": h.Ping(ctx), "History": ask()} {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s with InfluxDB stopped: %v, want ErrUnavailable", what, err)
+		}
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := h.History(gone, "e01-V101-LT", from, to, 0); errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("History for a caller gone: %v, want its context.Canceled alone", err)
+	}
+	srv.Restart()
+	if err := errors.Join(h.Ping(ctx), ask()); err != nil {
+		t.Errorf("with InfluxDB back: %v", err)
+	}
+
+	for _, tt := range []struct {
+		name        string
+		handler     http.HandlerFunc
+		unavailable bool
+	}{
+		{"503", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		}, true},
+		{"hung", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, true},
+		{"broken off", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+			_, _ = w.Write([]byte(`{"results":[{"series":[{"values":[[1`))
+		}, true},
+		{"401", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":"authorization failed"}`, http.StatusUnauthorized)
+		}, false},
+		{"not InfluxDB", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("<html>")) }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := httptest.NewServer(tt.handler)
+			defer fake.Close()
+			h, err := NewHistory(Options{URL: fake.URL, RequestTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			_, err = h.History(ctx, "s", from, to, 0)
+			if err == nil || errors.Is(err, ErrUnavailable) != tt.unavailable {
+				t.Errorf("History: %v; want an error, unavailable %v", err, tt.unavailable)
+			}
+		})
+	}
+}
+
 func diffBuckets(want, got []store.Bucket) string {
 	for i := range min(len(want), len(got)) {
 		w, g := want[i], got[i]
