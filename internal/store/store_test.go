@@ -373,16 +373,7 @@ func TestRetention(t *testing.T) {
 	// race with the count before compaction, so the test compacts itself.
 	s.db.DisableCompactions()
 	ctx := context.Background()
-	// 12 h of one reading a minute, in hourly batches.
-	start := base.Truncate(24 * time.Hour)
-	end := start.Add(12 * time.Hour)
-	for h := start; h.Before(end); h = h.Add(time.Hour) {
-		var pts []Point
-		for m := range 60 {
-			pts = append(pts, Point{Sensor: "R", TS: ms(h.Add(time.Duration(m) * time.Minute)), Value: float64(m)})
-		}
-		mustAppend(t, s, pts...)
-	}
+	start, end := appendHours(t, s, "R", 12)
 	if n := len(all(t, s, "R")); n != 12*60 {
 		t.Fatalf("%d points before compaction, want %d", n, 12*60)
 	}
