@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"log/slog"
@@ -208,6 +209,160 @@ func TestComposeServices(t *testing.T) {
 			}
 		}
 	}
+}
+
+// dockerStage is one FROM of the Dockerfile with its instructions, each
+// with its continuation lines joined.
+type dockerStage struct {
+	image, name string
+	lines       []string // "RUN …", "ENV …", …
+}
+
+func readDockerfile(t *testing.T) []dockerStage {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []dockerStage
+	var cur strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(line, "\\"); ok {
+			cur.WriteString(rest + " ")
+			continue
+		}
+		cur.WriteString(line)
+		ins := cur.String()
+		cur.Reset()
+		if f := strings.Fields(ins); len(f) > 0 && f[0] == "FROM" {
+			st := dockerStage{image: f[1]}
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				st.name = f[3]
+			}
+			stages = append(stages, st)
+			continue
+		}
+		if len(stages) == 0 {
+			t.Fatalf("Dockerfile: %q before the first FROM", ins)
+		}
+		stages[len(stages)-1].lines = append(stages[len(stages)-1].lines, ins)
+	}
+	return stages
+}
+
+// TestDockerfile: the one image of the hazardwatch services is built in
+// two stages from pinned images, with a Go no older than go.mod's, as
+// static binaries, and runs as a user without privileges on a base that
+// has what those services' health checks call. The build stage's go build
+// commands are run here as the Dockerfile writes them, and what they make
+// must need no dynamic loader or library.
+func TestDockerfile(t *testing.T) {
+	stages := readDockerfile(t)
+	if len(stages) < 2 {
+		t.Fatalf("Dockerfile: %d stages, want a build stage and a small run stage", len(stages))
+	}
+	build, run := stages[0], stages[len(stages)-1]
+	for _, st := range stages {
+		if !pinned.MatchString(st.image) {
+			t.Errorf("Dockerfile: FROM %s is not pinned to a version", st.image)
+		}
+	}
+	goImage, goVersion, _ := strings.Cut(build.image, ":")
+	if goImage != "golang" || versionLess(goVersion, strings.TrimPrefix(moduleLine(t, "go"), "go ")) {
+		t.Errorf("Dockerfile: builds with %s; go.mod asks for %s", build.image, moduleLine(t, "go"))
+	}
+	var goBuilds []string
+	static := false
+	for _, l := range build.lines {
+		switch {
+		case l == "ENV CGO_ENABLED=0":
+			static = true
+		case strings.HasPrefix(l, "RUN go build"):
+			if !static {
+				t.Errorf("Dockerfile: %q before ENV CGO_ENABLED=0: not a static binary", l)
+			}
+			for _, c := range strings.Split(strings.TrimPrefix(l, "RUN "), "&&") {
+				goBuilds = append(goBuilds, strings.TrimSpace(c))
+			}
+		}
+	}
+	// Every binary with the same flags, so that building one here tells
+	// for all.
+	for _, c := range goBuilds {
+		if flags, _, _ := strings.Cut(c, " -o "); flags != strings.SplitN(goBuilds[0], " -o ", 2)[0] {
+			t.Errorf("Dockerfile: %q and %q build with different flags", goBuilds[0], c)
+		}
+	}
+	var copied, user string
+	for _, l := range run.lines {
+		if rest, ok := strings.CutPrefix(l, "COPY --from="+build.name+" "); ok {
+			copied += rest
+		}
+		if rest, ok := strings.CutPrefix(l, "USER "); ok {
+			user = rest
+		}
+	}
+	for _, bin := range []string{"/out/hazardwatch", "/out/hw-gateway"} {
+		if !strings.Contains(copied, bin) {
+			t.Errorf("Dockerfile: the run stage does not copy %s from the build stage", bin)
+		}
+	}
+	if uid, _, _ := strings.Cut(user, ":"); uid == "" || uid == "0" || uid == "root" {
+		t.Errorf("Dockerfile: the run stage's USER is %q: it runs as root", user)
+	}
+	for name, svc := range loadCompose(t).Services {
+		if svc.Build != nil && !strings.HasPrefix(run.image, "alpine:") {
+			t.Errorf("%s: its health check %q needs busybox's wget or nc, which %s may lack", name, svc.Healthcheck.Test, run.image)
+		}
+	}
+
+	// The smaller binary, built here by its own command (a first run
+	// compiles its dependencies anew: -trimpath has a cache of its own).
+	i := slices.IndexFunc(goBuilds, func(c string) bool { return strings.HasSuffix(c, " ./cmd/hw-gateway") })
+	if i < 0 {
+		t.Fatalf("Dockerfile: no go build of ./cmd/hw-gateway in %q", goBuilds)
+	}
+	if testing.Short() {
+		return
+	}
+	out := t.TempDir()
+	cmd := exec.Command("sh", "-c", strings.ReplaceAll(goBuilds[i], "/out/", out+"/"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the Dockerfile's %q: %v\n%s", goBuilds[i], err, b)
+	}
+	f, err := elf.Open(filepath.Join(out, "hw-gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, _ := f.ImportedLibraries()
+	if interp := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }); interp || len(libs) > 0 {
+		t.Errorf("hw-gateway as the Dockerfile builds it: a dynamic loader %v, libraries %v: not static", interp, libs)
+	}
+}
+
+// versionLess compares dotted versions such as 1.26.8 and 1.26.7.
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			fmt.Sscan(as[i], &x)
+		}
+		if i < len(bs) {
+			fmt.Sscan(bs[i], &y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // TestComposeConfig: `docker-compose config` (Debian's docker-compose,
@@ -475,16 +630,28 @@ func mountedFile(t *testing.T, name string, svc service, target string) string {
 // test binary carries no dependency versions of its own).
 func moduleVersion(t *testing.T, path string) string {
 	t.Helper()
+	f := strings.Fields(moduleLine(t, path))
+	if len(f) < 2 {
+		t.Fatalf("go.mod: %q has no version", f)
+	}
+	return f[1]
+}
+
+// moduleLine is the line of go.mod that starts with word (a directive, or
+// a module path in a require block), without "require ".
+func moduleLine(t *testing.T, word string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require ")); len(f) >= 2 && f[0] == path {
-			return f[1]
+		line = strings.TrimPrefix(strings.TrimSpace(line), "require ")
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == word {
+			return line
 		}
 	}
-	t.Fatalf("go.mod does not require %s", path)
+	t.Fatalf("go.mod has no %s", word)
 	return ""
 }
 
