@@ -21,10 +21,12 @@ import (
 	"hazardwatch/alerting"
 	"hazardwatch/ingest"
 	"hazardwatch/internal/auth"
+	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/influx"
 	"hazardwatch/internal/influxtest"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/natstest"
 	"hazardwatch/internal/poll"
 )
 
@@ -39,6 +41,7 @@ type influxEnv struct {
 	t       *testing.T
 	influx  *influxtest.Server
 	cfg     *config.Config
+	nats    bus.ExternalOptions // the centre's NATS: embedded when URL is ""
 	dataDir string
 	c       *Centre
 	js      jetstream.JetStream
@@ -49,10 +52,22 @@ type influxEnv struct {
 	logFile *os.File
 }
 
-func newInfluxEnv(t *testing.T) *influxEnv {
+func newInfluxEnv(t *testing.T) *influxEnv { return newInfluxEnvOn(t, false) }
+
+// newInfluxEnvOn is newInfluxEnv with, when externalNATS, the centre on a
+// NATS server started from the compose deployment's nats.conf (as
+// serve --nats-url) instead of its embedded one.
+func newInfluxEnvOn(t *testing.T, externalNATS bool) *influxEnv {
 	// Registered first, so it runs after every other cleanup: nothing the
 	// centre started may outlive it.
 	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	var nats bus.ExternalOptions
+	if externalNATS {
+		const password = "test-only-centre-password"
+		t.Setenv("NATS_CENTRE_PASSWORD", password) // read by nats.conf
+		ns := natstest.FromConfig(t, "../../configs/compose/nats/nats.conf", t.TempDir(), 0)
+		nats = bus.ExternalOptions{URL: ns.ClientURL(), User: "centre", Password: password}
+	}
 	srv := influxtest.Start(t)
 	srv.CreateDatabase(influxDB)
 	cfg, err := config.LoadDemo()
@@ -62,7 +77,7 @@ func newInfluxEnv(t *testing.T) *influxEnv {
 	oldEvery, oldBehind := influxMonitorEvery, influxBehind
 	influxMonitorEvery, influxBehind = 50*time.Millisecond, time.Second
 	t.Cleanup(func() { influxMonitorEvery, influxBehind = oldEvery, oldBehind })
-	e := &influxEnv{t: t, influx: srv, cfg: cfg, dataDir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "centre.log")}
+	e := &influxEnv{t: t, influx: srv, cfg: cfg, nats: nats, dataDir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "centre.log")}
 	if e.logFile, err = os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +95,7 @@ func (e *influxEnv) start() {
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, err := Start(context.Background(), Options{
-		Config: e.cfg, DataDir: e.dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: log,
+		Config: e.cfg, DataDir: e.dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: log, NATS: e.nats,
 		Influx: influx.Options{URL: e.influx.URL(), Bucket: influxDB + "/autogen", FlushInterval: 50 * time.Millisecond,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, RequestTimeout: 2 * time.Second},
 	})
@@ -272,9 +287,14 @@ func (e *influxEnv) consumerInfo(stream string) *jetstream.ConsumerInfo {
 // stream's readings land as reading points with the plant's tags, a
 // batch delivered again as a replay overwrites the same points, the
 // alarm events the rules raise land as alarm_event points, and the
-// consumer ends with nothing pending.
+// consumer ends with nothing pending. The same with the streams and
+// consumers on an external NATS server (the compose deployment's).
 func TestInfluxFeed(t *testing.T) {
-	e := newInfluxEnv(t)
+	t.Run("embedded NATS", func(t *testing.T) { testInfluxFeed(t, newInfluxEnv(t)) })
+	t.Run("external NATS", func(t *testing.T) { testInfluxFeed(t, newInfluxEnvOn(t, true)) })
+}
+
+func testInfluxFeed(t *testing.T, e *influxEnv) {
 	p := e.cfg.Plant
 	n := int64(len(p.Sensors))
 	now := time.Now().Truncate(time.Second).UnixMilli()
