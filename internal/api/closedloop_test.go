@@ -1,7 +1,9 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +95,8 @@ func TestWSFlood(t *testing.T) {
 	e := newEnv(t, nil)
 	e01 := e.dial("e01", map[string]any{"type": "subscribe"})
 	e02 := e.dial("admin", map[string]any{"type": "subscribe", "scope": map[string]string{"enterprise": "e02"}})
-	for _, c := range []*wsClient{e01, e02} {
+	all := e.dial("admin", map[string]any{"type": "subscribe"})
+	for _, c := range []*wsClient{e01, e02, all} {
 		if f := c.next(); f.Type != "snapshot" || !strings.Contains(string(f.Raw), `"floods":[]`) {
 			t.Fatalf("first frame: %s", f.Raw)
 		}
@@ -114,6 +117,20 @@ func TestWSFlood(t *testing.T) {
 	}
 	if s := string(flood.Raw); !strings.Contains(s, `"scope":"enterprise","id":"e01","active":true`) || !strings.Contains(s, `"count":11`) {
 		t.Errorf("flood frame: %s", s)
+	}
+	// Everything's client is told of both, the enterprise's and the park's.
+	var scopes []string
+	for len(scopes) < 2 {
+		if f := all.next(); f.Type == "flood" {
+			var m struct {
+				Flood struct{ Scope, ID string } `json:"flood"`
+			}
+			_ = json.Unmarshal(f.Raw, &m)
+			scopes = append(scopes, m.Flood.Scope+":"+m.Flood.ID)
+		}
+	}
+	if !slices.Equal(scopes, []string{"enterprise:e01", "park:p01"}) {
+		t.Errorf("floods told to an admin: %v", scopes)
 	}
 	p01 := e.dial("p01", map[string]any{"type": "subscribe"})
 	if f := p01.next(); f.Type != "snapshot" || !strings.Contains(string(f.Raw), `"scope":"enterprise","id":"e01","active":true`) ||
