@@ -335,6 +335,11 @@ func TestUplinkCutKill9(t *testing.T) {
 		}
 	}
 	var got int
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the centre's history held %d of the %d readings", got, want)
+		}
+	})
 	poll.Until(t, fmt.Sprintf("the centre's history holds all %d readings", want), 60*time.Second, func() bool {
 		got = 0
 		for _, id := range sensors {

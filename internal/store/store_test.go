@@ -515,3 +515,25 @@ func TestSensorSilentForBlocksComesBack(t *testing.T) {
 	mustAppend(t, s, Point{Sensor: "quiet", TS: ms(later), Value: 2})
 	equalBuckets(t, all(t, s, "quiet"), []Bucket{raw(base, 1), raw(later, 2)})
 }
+
+// TestUnsortedBatch: one batch may hold a sensor's readings out of order
+// (live readings and a gateway's replay of older ones handled together):
+// every one is stored.
+func TestUnsortedBatch(t *testing.T) {
+	s := open(t, Options{OutOfOrder: time.Hour})
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	mustAppend(t, s, Point{Sensor: "T101", TS: ms(at(0)), Value: 1})
+	mustAppend(t, s,
+		Point{Sensor: "T101", TS: ms(at(30)), Value: 30}, // live
+		Point{Sensor: "P201", TS: ms(at(30)), Value: 30},
+		Point{Sensor: "T101", TS: ms(at(10)), Value: 10}, // replayed
+		Point{Sensor: "T101", TS: ms(at(20)), Value: 20},
+		Point{Sensor: "P201", TS: ms(at(5)), Value: 5},
+		Point{Sensor: "T101", TS: ms(at(-10)), Value: -10}, // behind the stored one too
+	)
+	equalBuckets(t, all(t, s, "T101"), []Bucket{raw(at(-10), -10), raw(at(0), 1), raw(at(10), 10), raw(at(20), 20), raw(at(30), 30)})
+	equalBuckets(t, all(t, s, "P201"), []Bucket{raw(at(5), 5), raw(at(30), 30)})
+	if st := s.Stats(); st.Stored != 7 || st.Duplicates != 0 || st.TooOld != 0 {
+		t.Errorf("Stats = %+v, want 7 stored", st)
+	}
+}
