@@ -12,10 +12,10 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/metrictest"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
@@ -172,43 +172,7 @@ func (h *harness) restart() {
 // as a scrape of /metrics would show it; 0 when absent.
 func (h *harness) metric(name string, labels ...string) float64 {
 	h.tb.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m, labels) {
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Histogram != nil:
-					return float64(m.Histogram.GetSampleCount())
-				}
-			}
-		}
-	}
-	return 0
-}
-
-func hasLabels(m *dto.Metric, kv []string) bool {
-	for i := 0; i+1 < len(kv); i += 2 {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return metrictest.Value(h.tb, h.reg, name, labels...)
 }
 
 // client connects a gateway-like MQTT 3.1.1 client to the embedded broker.

@@ -46,14 +46,8 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Tok
 		if v == "" {
 			continue
 		}
-		sc := auth.Scope{Kind: kind, ID: v}
-		in, known := within(s.plant, tok.Scope, sc)
-		if !known {
-			writeError(w, http.StatusBadRequest, "范围不存在 / no such "+kind+": "+v)
-			return
-		}
-		if !in {
-			writeError(w, http.StatusForbidden, msgForbidden)
+		sc, ok := s.askedScope(w, tok, kind, v)
+		if !ok {
 			return
 		}
 		filters = append(filters, sc)
@@ -338,14 +332,8 @@ func (s *Server) alarmKPIs(w http.ResponseWriter, r *http.Request, tok auth.Toke
 			writeError(w, http.StatusBadRequest, "enterprise、park、county 至多给一个 / at most one of enterprise, park, county")
 			return
 		}
-		want := auth.Scope{Kind: kind, ID: v}
-		in, known := within(s.plant, tok.Scope, want)
-		if !known {
-			writeError(w, http.StatusBadRequest, "范围不存在 / no such "+kind+": "+v)
-			return
-		}
-		if !in {
-			writeError(w, http.StatusForbidden, msgForbidden)
+		want, ok := s.askedScope(w, tok, kind, v)
+		if !ok {
 			return
 		}
 		sc = want
@@ -355,6 +343,23 @@ func (s *Server) alarmKPIs(w http.ResponseWriter, r *http.Request, tok auth.Toke
 		kind, id = "", ""
 	}
 	writeJSON(w, http.StatusOK, s.o.Alarms.KPIs(kind, id, from, to))
+}
+
+// askedScope is the scope a query names (enterprise=, park=, county=): it
+// must exist (400) and lie inside the token's (403, never silently
+// narrowed). false: the answer is written.
+func (s *Server) askedScope(w http.ResponseWriter, tok auth.Token, kind, id string) (auth.Scope, bool) {
+	sc := auth.Scope{Kind: kind, ID: id}
+	in, known := within(s.plant, tok.Scope, sc)
+	if !known {
+		writeError(w, http.StatusBadRequest, "范围不存在 / no such "+kind+": "+id)
+		return sc, false
+	}
+	if !in {
+		writeError(w, http.StatusForbidden, msgForbidden)
+		return sc, false
+	}
+	return sc, true
 }
 
 // alarmActionKind names an operator action in answers and logs.

@@ -23,6 +23,7 @@ import (
 	"hazardwatch/alerting"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/config"
+	"hazardwatch/internal/metrictest"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/store"
@@ -350,38 +351,10 @@ func (e *env) do(method, path, name string, body string, out any) (int, string) 
 	return res.StatusCode, string(b)
 }
 
-// metric returns the value of a counter or gauge of the registry, 0 when
-// absent.
+// metric returns the value of a series of the registry, 0 when absent.
 func (e *env) metric(name string, labels ...string) float64 {
 	e.t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
+	return metrictest.Value(e.t, e.reg, name, labels...)
 }
 
 // wsFrame is any server frame.
