@@ -1,39 +1,21 @@
 package ingest
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hazardwatch/internal/testlog"
 )
-
-// syncBuffer is a log sink several goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestReplayLogged: a gateway's catch-up from its store-and-forward queue
 // shows in the centre's log, one line when it begins and one when it is
 // done (a live message after replayQuiet without replays), and in
 // hw_ingest_replayed_messages_total.
 func TestReplayLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	var now atomic.Int64
 	now.Store(time.Now().UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }

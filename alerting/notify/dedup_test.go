@@ -1,12 +1,16 @@
 package notify
 
 import (
+	"log/slog"
+
 	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"hazardwatch/internal/testlog"
 )
 
 // TestMemStore: lookups, the bound, expiry in the order recorded, and a
@@ -116,12 +120,12 @@ func (failingStore) Expire(time.Time) (int, error)          { return 0, errDisk 
 // TestDedupStoreFails: a store that fails is logged and delivery goes on:
 // twice rather than never.
 func TestDedupStoreFails(t *testing.T) {
-	var logs logBuf
+	var logs testlog.Buffer
 	sms := &fake{name: "sms"}
 	d, reg := newTest(t, func(o *Options) {
 		o.Routes = []Route{{Notifier: sms, PerRecipient: true}}
 		o.Store = failingStore{}
-		o.Logger = logs.logger()
+		o.Logger = logs.Logger(slog.LevelDebug)
 	})
 	n := chlorine()
 	for range 2 {
@@ -129,7 +133,7 @@ func TestDedupStoreFails(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := results(t, reg); got["sent"] != 2 || sms.n() != 4 || logs.count("dedup store lookup failed") < 2 {
-		t.Errorf("results %v, %d SMS, log:\n%s", got, sms.n(), logs.b.String())
+	if got := results(t, reg); got["sent"] != 2 || sms.n() != 4 || logs.Count("dedup store lookup failed") < 2 {
+		t.Errorf("results %v, %d SMS, log:\n%s", got, sms.n(), logs.String())
 	}
 }

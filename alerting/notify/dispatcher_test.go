@@ -1,12 +1,16 @@
 package notify
 
 import (
+	"log/slog"
+
 	"context"
 	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"hazardwatch/internal/testlog"
 )
 
 // TestDispatcherQueue: a notifier that hangs does not hold up the caller
@@ -15,12 +19,12 @@ import (
 // says the dispatcher stopped.
 func TestDispatcherQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logs logBuf
+		var logs testlog.Buffer
 		slow := &fake{name: "sms", block: make(chan struct{})}
 		d, reg := newTest(t, func(o *Options) {
 			o.Routes = []Route{{Notifier: slow, PerRecipient: true}}
 			o.Queue, o.Workers = 3, 1
-			o.Logger = logs.logger()
+			o.Logger = logs.Logger(slog.LevelDebug)
 		})
 		ctx, stop := context.WithCancel(context.Background())
 		ran := make(chan error)
@@ -54,8 +58,8 @@ func TestDispatcherQueue(t *testing.T) {
 		if got := results(t, reg); got["queue_full"] != 1 || got["dropped_shutdown"] != 4 || len(got) != 2 {
 			t.Errorf("results %v; want queue_full 1, dropped_shutdown 4 (3 queued, 1 cut short)", got)
 		}
-		if !strings.Contains(logs.b.String(), "count=3") {
-			t.Errorf("no log line of the 3 dropped at shutdown:\n%s", logs.b.String())
+		if !strings.Contains(logs.String(), "count=3") {
+			t.Errorf("no log line of the 3 dropped at shutdown:\n%s", logs.String())
 		}
 		if err := d.Enqueue(context.Background(), n); !errors.Is(err, ErrStopped) {
 			t.Errorf("Enqueue after Run: %v, want ErrStopped", err)

@@ -1,11 +1,15 @@
 package notify
 
 import (
+	"log/slog"
+
 	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+
+	"hazardwatch/internal/testlog"
 )
 
 // provider is an SMS and voice provider that fails as told.
@@ -67,17 +71,17 @@ func TestProviderNotifiers(t *testing.T) {
 // TestLogProvider: one log line per message, the number masked, through a
 // whole Dispatcher with SMS and voice routes.
 func TestLogProvider(t *testing.T) {
-	var logs logBuf
-	p := LogProvider{Logger: logs.logger()}
+	var logs testlog.Buffer
+	p := LogProvider{Logger: logs.Logger(slog.LevelDebug)}
 	d, reg := newTest(t, func(o *Options) {
 		o.Routes = []Route{{Notifier: NewSMS(p), PerRecipient: true}, {Notifier: NewVoice(p), PerRecipient: true, Steps: []int{StepCounty}}}
 	})
 	if err := d.Handle(context.Background(), chlorine()); err != nil {
 		t.Fatal(err)
 	}
-	if logs.count("SMS (logged") != 2 || logs.count("voice call (logged") != 2 || logs.count("phone=139****2001") != 2 ||
-		strings.Contains(logs.b.String(), "13900002001") {
-		t.Errorf("log:\n%s", logs.b.String())
+	if logs.Count("SMS (logged") != 2 || logs.Count("voice call (logged") != 2 || logs.Count("phone=139****2001") != 2 ||
+		strings.Contains(logs.String(), "13900002001") {
+		t.Errorf("log:\n%s", logs.String())
 	}
 	if metric(t, reg, "hw_notification_messages_total", "notifier", "voice", "result", "sent") != 2 {
 		t.Error("calls not counted")

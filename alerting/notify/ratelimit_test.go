@@ -1,11 +1,15 @@
 package notify
 
 import (
+	"log/slog"
+
 	"context"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"hazardwatch/internal/testlog"
 )
 
 // TestRateLimit: token buckets per sensor and per enterprise for first
@@ -66,7 +70,7 @@ func TestRateLimit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			now := t0
 			met := newMetrics(nil, func() int { return 0 })
-			s := newRateStage(tc.sensor, tc.enterprise, func() time.Time { return now }, (&logBuf{}).logger(), met)
+			s := newRateStage(tc.sensor, tc.enterprise, func() time.Time { return now }, new(testlog.Buffer).Logger(slog.LevelDebug), met)
 			limitedN := 0
 			for i, st := range tc.steps {
 				now = now.Add(st.after)
@@ -93,9 +97,9 @@ func TestRateLimit(t *testing.T) {
 // forgotten.
 func TestRateLimitLog(t *testing.T) {
 	now := t0
-	var logs logBuf
+	var logs testlog.Buffer
 	met := newMetrics(nil, func() int { return 0 })
-	s := newRateStage(Rate{Burst: 1, Every: time.Hour}, Rate{Every: -1}, func() time.Time { return now }, logs.logger(), met)
+	s := newRateStage(Rate{Burst: 1, Every: time.Hour}, Rate{Every: -1}, func() time.Time { return now }, logs.Logger(slog.LevelDebug), met)
 	n := chlorine()
 	n.Event = EventRaised
 	for i := range 100 {
@@ -106,16 +110,16 @@ func TestRateLimitLog(t *testing.T) {
 	}
 	// The notice at 60 s flushed the first minute (59 dropped); the rest
 	// waits for the next flush.
-	if got := logs.count("first notices dropped"); got != 1 || logs.count("dropped=59") != 1 {
-		t.Fatalf("after 100 s: %d log lines (want 1, with dropped=59):\n%s", got, logs.b.String())
+	if got := logs.Count("first notices dropped"); got != 1 || logs.Count("dropped=59") != 1 {
+		t.Fatalf("after 100 s: %d log lines (want 1, with dropped=59):\n%s", got, logs.String())
 	}
 	now = t0.Add(2 * time.Minute)
 	s.flush()
-	if got := logs.count("first notices dropped"); got != 2 || logs.count("dropped=40") != 1 {
-		t.Fatalf("after the second flush: %d lines (want 2, the second with dropped=40):\n%s", got, logs.b.String())
+	if got := logs.Count("first notices dropped"); got != 2 || logs.Count("dropped=40") != 1 {
+		t.Fatalf("after the second flush: %d lines (want 2, the second with dropped=40):\n%s", got, logs.String())
 	}
 	s.flush()
-	if got := logs.count("first notices dropped"); got != 2 {
+	if got := logs.Count("first notices dropped"); got != 2 {
 		t.Errorf("a flush with nothing dropped logged: %d lines", got)
 	}
 	if testutil.ToFloat64(met.rateLimited[0]) != 99 {

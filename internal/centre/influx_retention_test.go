@@ -1,11 +1,9 @@
 package centre
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,34 +12,18 @@ import (
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/influx"
 	"hazardwatch/internal/influxtest"
+	"hazardwatch/internal/testlog"
 )
-
-type syncBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startWithInflux starts a centre writing to srv with token and returns it
 // with its log.
-func startWithInflux(t *testing.T, srv *influxtest.Server, token string, retention time.Duration) (*Centre, *syncBuf) {
+func startWithInflux(t *testing.T, srv *influxtest.Server, token string, retention time.Duration) (*Centre, *testlog.Buffer) {
 	t.Helper()
 	cfg, err := config.LoadDemo()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &testlog.Buffer{}
 	c, err := Start(context.Background(), Options{
 		Config: cfg, DataDir: t.TempDir(), MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),

@@ -15,6 +15,7 @@ import (
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/testlog"
 )
 
 func mustRef(t *testing.T) *chem.Reference {
@@ -51,7 +52,7 @@ func TestReloadRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &testlog.Buffer{}
 	c, err := Start(context.Background(), Options{
 		Config: cfg, ConfigFS: os.DirFS(dir), ConfigName: dir, DataDir: t.TempDir(),
 		MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(logs, nil)),

@@ -1,41 +1,23 @@
 package influx
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"hazardwatch/internal/influxtest"
 	"hazardwatch/internal/poll"
+	"hazardwatch/internal/testlog"
 )
 
-// logBuf is a logger whose output the test reads.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newLogBuf() (*logBuf, *slog.Logger) {
-	l := &logBuf{}
-	return l, slog.New(slog.NewTextHandler(l, nil))
+// newLogBuf is a logger whose output the test reads.
+func newLogBuf() (*testlog.Buffer, *slog.Logger) {
+	l := &testlog.Buffer{}
+	return l, l.Logger(slog.LevelInfo)
 }
 
 // policies returns the retention policies of db on srv: name → duration,
