@@ -430,3 +430,27 @@ alarms:
 		t.Errorf("no section: %+v, want the defaults", cfg.Alarms)
 	}
 }
+
+// TestGatewayRules: every gateway is checked for silence after 5 poll
+// periods unless a rules file's gateways entry says otherwise.
+func TestGatewayRules(t *testing.T) {
+	plant, err := os.ReadFile(filepath.Join(testdata, "broken", "voting", "plant.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load([]config.File{{Name: "plant.yaml", Data: plant}}, reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Gateways) != len(cfg.Plant.Gateways) || cfg.Gateways[0].SilentPeriods != 5 {
+		t.Errorf("no gateways entry: %+v, want one per gateway with silent_periods 5", cfg.Gateways)
+	}
+	rules := []byte("kind: rules\ngateways:\n  gw1: {silent_periods: 12}\n")
+	cfg, err = config.Load([]config.File{{Name: "plant.yaml", Data: plant}, {Name: "rules.yaml", Data: rules}}, reference(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := cfg.Plant.GatewayIndex("gw1"); !ok || cfg.Gateways[g].SilentPeriods != 12 {
+		t.Errorf("gw1: %+v, want silent_periods 12", cfg.Gateways)
+	}
+}

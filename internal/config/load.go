@@ -35,6 +35,8 @@ type Config struct {
 	// Alarms are the alarm lifecycle's settings: the rule files' alarms
 	// section over model.DefaultAlarmRules.
 	Alarms model.AlarmRules
+	// Gateways holds one entry per gateway, by gateway index.
+	Gateways []model.GatewayRules
 	// Grades holds GB 18218 grading per hazard source, by index.
 	Grades []chem.Grade
 	// Warnings are findings that do not stop the plant from running but
@@ -135,6 +137,7 @@ func Load(files []File, ref *chem.Reference) (*Config, error) {
 		cfg.Grades = l.grades
 		cfg.Rules = l.compileRules(cfg.Plant)
 		cfg.Alarms = l.compileAlarms()
+		cfg.Gateways = l.compileGateways(cfg.Plant)
 	}
 	l.errs = dedup(l.errs)
 	l.warns = dedup(l.warns)

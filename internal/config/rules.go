@@ -32,16 +32,13 @@ var gasMax = map[model.Kind][3]float64{
 func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 	kindRules := map[model.Kind]*ruleDoc{}
 	sensorRules := map[int32]*ruleDoc{}
+	given := map[int32]*string{}
 	for _, d := range l.rules {
 		for i := range d.Kinds {
 			r := &d.Kinds[i]
 			k, ok := model.ParseKind(r.Key)
 			if !ok {
-				names := make([]string, 0)
-				for _, k := range model.Kinds() {
-					names = append(names, k.String())
-				}
-				l.errorf(&r.Key, "unknown sensor kind %q (known: %s)", r.Key, quoteAll(names))
+				l.errorf(&r.Key, "unknown sensor kind %q (known: %s)", r.Key, quoteAll(idsOf(model.Kinds(), model.Kind.String)))
 				continue
 			}
 			if first, dup := kindRules[k]; dup {
@@ -52,24 +49,9 @@ func (l *loader) compileRules(p *model.Plant) []model.SensorRules {
 		}
 		for i := range d.Sensors {
 			r := &d.Sensors[i]
-			si, ok := p.SensorIndex(r.Key)
-			if !ok {
-				ids := make([]string, len(p.Sensors))
-				for i, s := range p.Sensors {
-					ids[i] = s.ID
-				}
-				if s := Suggest(r.Key, ids); s != "" {
-					l.errorf(&r.Key, "no sensor %q (did you mean %s?)", r.Key, s)
-				} else {
-					l.errorf(&r.Key, "no sensor %q in the plant files", r.Key)
-				}
-				continue
+			if si, ok := l.claim(&r.Key, "sensor", p.SensorIndex, sensorIDs(p), given); ok {
+				sensorRules[si] = r
 			}
-			if first, dup := sensorRules[si]; dup {
-				l.errorf(&r.Key, "rules for sensor %s are already given at %s", r.Key, where(l.at(&first.Key)))
-				continue
-			}
-			sensorRules[si] = r
 		}
 	}
 	out := make([]model.SensorRules, len(p.Sensors))
@@ -105,15 +87,7 @@ func (l *loader) compileVoting(p *model.Plant, out []model.SensorRules) {
 				si, found := p.SensorIndex(*id)
 				if !found {
 					ok = false
-					ids := make([]string, len(p.Sensors))
-					for i, s := range p.Sensors {
-						ids[i] = s.ID
-					}
-					if s := Suggest(*id, ids); s != "" {
-						l.errorf(id, "no sensor %q (did you mean %s?)", *id, s)
-					} else {
-						l.errorf(id, "no sensor %q in the plant files", *id)
-					}
+					l.noSuch(id, "sensor", sensorIDs(p)())
 					continue
 				}
 				s := &p.Sensors[si]
@@ -162,6 +136,72 @@ func (l *loader) compileVoting(p *model.Plant, out []model.SensorRules) {
 			}
 		}
 	}
+}
+
+// compileGateways gives every gateway the default silence check and
+// applies the rule files' gateways entries: a known gateway, given once,
+// silent_periods at least 1.
+func (l *loader) compileGateways(p *model.Plant) []model.GatewayRules {
+	out := make([]model.GatewayRules, len(p.Gateways))
+	for i := range out {
+		out[i].SilentPeriods = defaultSilentPeriods
+	}
+	given := map[int32]*string{}
+	for _, d := range l.rules {
+		for i := range d.Gateways {
+			r := &d.Gateways[i]
+			gi, ok := l.claim(&r.Key, "gateway", p.GatewayIndex, func() []string {
+				return idsOf(p.Gateways, func(g model.Gateway) string { return g.ID })
+			}, given)
+			if ok && r.SilentPeriods != nil {
+				if *r.SilentPeriods < 1 {
+					l.errorf(r.SilentPeriods, "must be at least 1")
+				} else {
+					out[gi].SilentPeriods = *r.SilentPeriods
+				}
+			}
+		}
+	}
+	return out
+}
+
+// noSuch reports the unknown id at id, a what, with the nearest of ids.
+func (l *loader) noSuch(id *string, what string, ids []string) {
+	if s := Suggest(*id, ids); s != "" {
+		l.errorf(id, "no %s %q (did you mean %s?)", what, *id, s)
+	} else {
+		l.errorf(id, "no %s %q in the plant files", what, *id)
+	}
+}
+
+// claim resolves the rules entry at key to its sensor's or gateway's
+// index, refusing an unknown id (with the nearest of ids) and one given
+// before (given says where).
+func (l *loader) claim(key *string, what string, index func(string) (int32, bool), ids func() []string, given map[int32]*string) (int32, bool) {
+	i, ok := index(*key)
+	if !ok {
+		l.noSuch(key, what, ids())
+		return -1, false
+	}
+	if first, dup := given[i]; dup {
+		l.errorf(key, "rules for %s %s are already given at %s", what, *key, where(l.at(first)))
+		return -1, false
+	}
+	given[i] = key
+	return i, true
+}
+
+func sensorIDs(p *model.Plant) func() []string {
+	return func() []string { return idsOf(p.Sensors, func(s model.Sensor) string { return s.ID }) }
+}
+
+// idsOf names each of xs.
+func idsOf[T any](xs []T, id func(T) string) []string {
+	ids := make([]string, len(xs))
+	for i, x := range xs {
+		ids[i] = id(x)
+	}
+	return ids
 }
 
 // pollPeriod is the sensor's device's poll period (the gateway's when the

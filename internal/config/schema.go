@@ -155,6 +155,8 @@ type rulesDoc struct {
 	Sensors []ruleDoc   `yaml:"sensors"`
 	Voting  []votingDoc `yaml:"voting"`
 	Alarms  *alarmsDoc  `yaml:"alarms"`
+	// Gateways tune the gateway-level silence check, by gateway id.
+	Gateways []gatewayRuleDoc `yaml:"gateways"`
 }
 
 // alarmsDoc is the alarm lifecycle's settings (model.AlarmRules): one
@@ -191,6 +193,12 @@ type escalationLimitsDoc struct {
 	County   *time.Duration `yaml:"county"`
 	Remind   *time.Duration `yaml:"remind"`
 	Feedback *time.Duration `yaml:"feedback"`
+}
+
+// gatewayRuleDoc is one gateway's rules.
+type gatewayRuleDoc struct {
+	Key           string `hw:"key"`
+	SilentPeriods *int   `yaml:"silent_periods"`
 }
 
 // votingDoc is a k-out-of-n voting group of gas detectors, by name.

@@ -64,7 +64,7 @@ func TestRuleKinds(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	if s := NumRuleKinds.String(); s != "rule(13)" {
+	if s := NumRuleKinds.String(); s != "rule(14)" {
 		t.Errorf("out of range: %q", s)
 	}
 	for r, high := range map[RuleKind]bool{ThresholdHigh: true, RateRise: true, PredictHigh: true, ThresholdLow: false, RateFall: false, PredictLow: false, Frozen: false} {

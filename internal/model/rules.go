@@ -89,6 +89,15 @@ type SensorRules struct {
 	SISBypass SISBypassRule
 }
 
+// GatewayRules are the rules of one gateway, by gateway index
+// (config.Config.Gateways).
+type GatewayRules struct {
+	// SilentPeriods: no reading from any of the gateway's sensors for this
+	// many poll periods raises the gateway's `offline` (GatewaySilent)
+	// instead of one per sensor; 0 leaves the gateway unchecked.
+	SilentPeriods int
+}
+
 // StopOrderRule watches a power sensor of a stop-ordered enterprise: power
 // above the idle baseline × (1 + MarginPct/100) for DelayMS raises a
 // violation, which returns once power is below baseline × (1 +
@@ -234,13 +243,17 @@ const (
 	Voted       // K detectors of a voting group in alarm (alarm, L2; on the group's first sensor)
 	StopOrder   // a stop-ordered enterprise drawing power above its idle baseline (violation)
 	SISBypass   // an SIS or emergency shut-off bypassed on a level 1-2 hazard source (violation)
+	// GatewaySilent: none of a gateway's sensors heard for the gateway's
+	// SilentPeriods poll periods (offline). A gateway's condition, not a
+	// sensor's: its transitions have Sensor -1 and Gateway set.
+	GatewaySilent
 	NumRuleKinds
 )
 
 var ruleNames = [NumRuleKinds]string{
 	"threshold_high", "threshold_low", "silent", "rate_rise", "rate_fall",
 	"predict_high", "predict_low", "frozen", "out_of_range", "bad_quality", "voted",
-	"stop_order_power", "sis_bypass",
+	"stop_order_power", "sis_bypass", "gateway_silent",
 }
 
 func (r RuleKind) String() string {
@@ -254,30 +267,37 @@ func (r RuleKind) String() string {
 // rate and prediction rules come in a high and a low direction.
 func (r RuleKind) High() bool { return r == ThresholdHigh || r == RateRise || r == PredictHigh }
 
-// Transition is a rule's verdict on one sensor, emitted only when it
-// changes: a condition starts (Active), changes level, or ends. Storage,
-// alarms and push all consume the same transitions.
+// Transition is a rule's verdict on one sensor or gateway, emitted only
+// when it changes: a condition starts (Active), changes level, or ends.
+// Storage, alarms and push all consume the same transitions.
 type Transition struct {
-	Sensor int32
-	Rule   RuleKind
-	Class  AlarmClass
+	// Sensor is the sensor's index, or -1 for a gateway's condition
+	// (GatewaySilent), whose gateway's index is Gateway. Gateway is 0 and
+	// means nothing on a sensor's transition: consumers look a sensor's
+	// gateway up in the plant.
+	Sensor  int32
+	Gateway int32
+	Rule    RuleKind
+	Class   AlarmClass
 	// Level is the alarm level while Active (L1/L2 for ClassAlarm).
 	Level  AlarmLevel
 	Active bool
 	// Limit is the limit crossed (or returned inside of); Value the reading
 	// that decided it. Other rules fill them in their own terms:
-	//   rate          the rate and its limit, in the sensor's unit per minute
-	//   prediction    the reading and the limit the trend reaches
-	//   frozen        the reading and the duration, in seconds
-	//   out_of_range  the reading (0 without one) and the range end it passed
-	//   bad_quality   the bad readings in a row and the configured count
-	//   silent        the seconds of silence and the window, in seconds
-	//   voted         the members voting and the group's K
-	//   stop_order    the power drawn and the idle baseline, in kW
-	//   sis_bypass    the SIS state (1 bypassed) and the hazard source's level
+	//   rate            the rate and its limit, in the sensor's unit per minute
+	//   prediction      the reading and the limit the trend reaches
+	//   frozen          the reading and the duration, in seconds
+	//   out_of_range    the reading (0 without one) and the range end it passed
+	//   bad_quality     the bad readings in a row and the configured count
+	//   silent          the seconds of silence and the window, in seconds
+	//   gateway_silent  the same for the gateway; a return: how long it was silent
+	//   voted           the members voting and the group's K
+	//   stop_order      the power drawn and the idle baseline, in kW
+	//   sis_bypass      the SIS state (1 bypassed) and the hazard source's level
 	Value, Limit float64
 	// TS is when the condition started or ended: the reading's time, or for
-	// Silent the time the silence was noticed. Unix milliseconds.
+	// Silent and GatewaySilent the time the silence was noticed. Unix
+	// milliseconds.
 	TS int64
 	// Late marks a verdict found in late data (SPEC §2): recorded with its
 	// own times, never rung as new.
