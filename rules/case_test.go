@@ -17,7 +17,13 @@ import (
 // A rule case is a folder under testdata/cases:
 //
 //	rules.txt     the sensors and their rules, one setting a line:
-//	                sensor NAME [poll=1s]     starts a sensor (default: s1, 1 s)
+//	                gateway NAME [poll=1s] [silent_periods=5]
+//	                                          a gateway whose silence is checked
+//	                sensor NAME [poll=1s] [gateway=G]
+//	                                          starts a sensor (default: s1, 1 s)
+//	                                          on its own device of G, or alone
+//	                                          on a gateway of its own, gw-NAME,
+//	                                          which is not checked
 //	                H|HH|L|LL VALUE [L1|L2]   a limit, with an optional level
 //	                deadband V | on_delay D | off_delay D | silent_periods N
 //	                range MIN MAX             the instrument's range (default: none)
@@ -44,6 +50,7 @@ import (
 type ruleCase struct {
 	plant    *model.Plant
 	rules    []model.SensorRules
+	gateways []model.GatewayRules
 	byName   map[string]int32
 	readings []caseStep
 }
@@ -69,7 +76,7 @@ func TestCases(t *testing.T) {
 }
 
 func runCase(c *ruleCase) string {
-	e := New(c.plant, c.rules)
+	e := New(c.plant, c.rules, c.gateways)
 	var b strings.Builder
 	out := make([]model.Transition, 0, 8)
 	for _, s := range c.readings {
@@ -98,8 +105,12 @@ func formatTransition(p *model.Plant, t model.Transition) string {
 	if lvl == "" {
 		lvl = "-"
 	}
+	who := p.Gateways[t.Gateway].ID // a gateway's condition
+	if t.Sensor >= 0 {
+		who = p.Sensors[t.Sensor].ID
+	}
 	s := fmt.Sprintf("%d %s %s %s %s %s value=%.6g limit=%.6g",
-		t.TS, p.Sensors[t.Sensor].ID, t.Rule, t.Class, lvl, state, t.Value, t.Limit)
+		t.TS, who, t.Rule, t.Class, lvl, state, t.Value, t.Limit)
 	if t.ETA != 0 {
 		s += fmt.Sprintf(" eta=%d", t.ETA)
 	}
@@ -122,31 +133,58 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 		sensors []string
 	}
 	var groups []group
-	addSensor := func(name string, pollMS int64) {
-		i := int32(len(c.plant.Sensors))
-		c.byName[name] = i
-		c.plant.Gateways = append(c.plant.Gateways, model.Gateway{
-			ID: "gw-" + name, PollPeriodMS: pollMS,
-			Devices: []model.Device{{ID: "dev", PollPeriodMS: pollMS}},
-		})
-		c.plant.Sensors = append(c.plant.Sensors, model.Sensor{ID: name, Gateway: i, Device: 0, HazardSource: -1})
+	gateways := map[string]int32{}
+	addGateway := func(name string, pollMS int64, rules model.GatewayRules) int32 {
+		g := int32(len(c.plant.Gateways))
+		gateways[name] = g
+		c.plant.Gateways = append(c.plant.Gateways, model.Gateway{ID: name, PollPeriodMS: pollMS})
+		c.gateways = append(c.gateways, rules)
+		return g
+	}
+	addSensor := func(name string, pollMS int64, gateway string) {
+		g, ok := gateways[gateway]
+		if !ok {
+			g = addGateway("gw-"+name, pollMS, model.GatewayRules{})
+		}
+		gw := &c.plant.Gateways[g]
+		c.byName[name] = int32(len(c.plant.Sensors))
+		gw.Devices = append(gw.Devices, model.Device{ID: "dev-" + name, PollPeriodMS: pollMS})
+		c.plant.Sensors = append(c.plant.Sensors, model.Sensor{ID: name, Gateway: g, Device: int32(len(gw.Devices) - 1), HazardSource: -1})
 		c.rules = append(c.rules, model.SensorRules{SilentPeriods: 5, OutOfRange: true, BadQuality: 3})
 	}
 	eachLine(t, filepath.Join(dir, "rules.txt"), func(n int, f []string) {
 		bad := func(format string, args ...any) {
 			t.Fatalf("%s:%d: %s", filepath.Join(dir, "rules.txt"), n, fmt.Sprintf(format, args...))
 		}
-		if f[0] == "sensor" {
-			poll := int64(1000)
-			for _, opt := range f[2:] {
-				v, ok := strings.CutPrefix(opt, "poll=")
-				d, err := time.ParseDuration(v)
-				if !ok || err != nil {
-					bad("want poll=DURATION, got %q", opt)
-				}
-				poll = d.Milliseconds()
+		if f[0] == "sensor" || f[0] == "gateway" {
+			if len(f) < 2 {
+				bad("%s needs a name", f[0])
 			}
-			addSensor(f[1], poll)
+			poll, gateway, periods := int64(1000), "", 5
+			for _, opt := range f[2:] {
+				switch k, v, _ := strings.Cut(opt, "="); {
+				case k == "poll":
+					d, err := time.ParseDuration(v)
+					if err != nil {
+						bad("want poll=DURATION, got %q", opt)
+					}
+					poll = d.Milliseconds()
+				case k == "gateway" && f[0] == "sensor":
+					if _, ok := gateways[v]; !ok {
+						bad("no gateway %q before this line", v)
+					}
+					gateway = v
+				case k == "silent_periods" && f[0] == "gateway":
+					periods = int(parseInt(t, v))
+				default:
+					bad("unknown option %q", opt)
+				}
+			}
+			if f[0] == "gateway" {
+				addGateway(f[1], poll, model.GatewayRules{SilentPeriods: periods})
+			} else {
+				addSensor(f[1], poll, gateway)
+			}
 			return
 		}
 		if f[0] == "group" {
@@ -168,7 +206,7 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 			return
 		}
 		if len(c.plant.Sensors) == 0 {
-			addSensor("s1", 1000)
+			addSensor("s1", 1000, "")
 		}
 		rs := &c.rules[len(c.rules)-1]
 		if len(f) < 2 {
@@ -269,7 +307,7 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 		}
 	})
 	if len(c.plant.Sensors) == 0 {
-		addSensor("s1", 1000)
+		addSensor("s1", 1000, "")
 	}
 	for _, g := range groups {
 		v := model.VoteRule{Name: g.name, K: g.k}

@@ -56,7 +56,7 @@ func FuzzEval(f *testing.F) {
 		p, rs := oneSensor(allRules)
 		p.Sensors[0].RangeMin, p.Sensors[0].RangeMax = 0, 25
 		rules := &rs[0]
-		e := New(p, rs)
+		e := New(p, rs, nil)
 		var last [model.NumRuleKinds]model.Transition
 		var seen [model.NumRuleKinds]bool
 		var out []model.Transition

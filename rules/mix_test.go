@@ -39,8 +39,9 @@ import (
 // own fault; spikes above the instrument's range; a lone timeout in 10 000
 // readings.
 type mix struct {
-	plant *model.Plant
-	rules []model.SensorRules
+	plant    *model.Plant
+	rules    []model.SensorRules
+	gateways []model.GatewayRules // the rule files' default: silent after 5 periods
 	// ids are the sensors' ids, which the naive baseline looks state up by.
 	ids []string
 	// ordered: each cycle the gateways' messages come in an order of their
@@ -127,6 +128,10 @@ func newMix(n int, seed uint64) *mix {
 	}
 	gwStart = append(gwStart, int32(n))
 	p.Index()
+	m.gateways = make([]model.GatewayRules, len(p.Gateways))
+	for g := range m.gateways {
+		m.gateways[g].SilentPeriods = 5
+	}
 
 	// The delivery orders, and where each sensor stands in them.
 	var ordPos, shufPos [mixOrders][]int32
@@ -402,7 +407,7 @@ func benchEvalMix(b *testing.B) {
 				transitions := 0
 				switch impl {
 				case "rules":
-					e := New(m.plant, m.rules)
+					e := New(m.plant, m.rules, m.gateways)
 					for range 120 * n {
 						pl.advance()
 						out = e.Eval(pl.r, out[:0])
@@ -476,7 +481,7 @@ var mixRules = []model.RuleKind{
 func TestEvalMix(t *testing.T) {
 	m := newMix(10_000, 7)
 	n := len(m.plant.Sensors)
-	e := New(m.plant, m.rules)
+	e := New(m.plant, m.rules, m.gateways)
 	pl := newMixPlayer(&m.ordered, n)
 	out := make([]model.Transition, 0, 16)
 	var rules ruleCounts

@@ -7,8 +7,9 @@ import (
 	"hazardwatch/internal/model"
 )
 
-// Reload replaces the engine's rules with rs, compiled for the same plant p
-// (the same sensors in the same order: a changed plant needs a restart),
+// Reload replaces the engine's rules with rs and gs, compiled for the same
+// plant p (the same sensors in the same order: a changed plant needs a
+// restart),
 // and appends to out the transitions the change itself causes.
 //
 // What the sensors have told so far survives: every condition the new
@@ -27,19 +28,22 @@ import (
 // A voting group keeps its confirmed alarm while a group is still carried by
 // the same sensor; its votes are recounted from the members' conditions. A
 // stop-order violation keeps its state and, while its baseline is still
-// learned, what was learned; an SIS bypass keeps its state.
+// learned, what was learned; an SIS bypass keeps its state. A silent
+// gateway stays silent while it is still checked.
 //
 // Reload allocates the new tables; like Eval it belongs to the engine's own
 // goroutine and must never run beside Eval or Tick. The counters are kept.
-func (e *Engine) Reload(p *model.Plant, rs []model.SensorRules, now time.Time, out []model.Transition) ([]model.Transition, error) {
-	if len(p.Sensors) != len(e.st) {
-		return out, fmt.Errorf("rules: reload for a plant of %d sensors, the engine has %d: a changed plant needs a restart", len(p.Sensors), len(e.st))
+func (e *Engine) Reload(p *model.Plant, rs []model.SensorRules, gs []model.GatewayRules, now time.Time, out []model.Transition) ([]model.Transition, error) {
+	if len(p.Sensors) != len(e.st) || len(p.Gateways) != len(e.gws) {
+		return out, fmt.Errorf("rules: reload for a plant of %d sensors and %d gateways, the engine has %d and %d: a changed plant needs a restart",
+			len(p.Sensors), len(p.Gateways), len(e.st), len(e.gws))
 	}
-	n := New(p, rs)
+	n := New(p, rs, gs)
 	ts := now.UnixMilli()
 	for i := range n.st {
 		out = e.carry(n, int32(i), ts, out)
 	}
+	out = e.carryGateways(n, ts, out)
 	for i := range n.st {
 		n.recount(&n.st[i])
 	}
@@ -57,6 +61,7 @@ func (e *Engine) Reload(p *model.Plant, rs []model.SensorRules, now time.Time, o
 		})
 	}
 	e.rules, e.silentMS, e.st = n.rules, n.silentMS, n.st
+	e.gwOf, e.pollMS, e.gwSilentMS, e.gws, e.gwMembers, e.gwStart = n.gwOf, n.pollMS, n.gwSilentMS, n.gws, n.gwMembers, n.gwStart
 	e.rates, e.preds, e.frozen, e.pts, e.groups = n.rates, n.preds, n.frozen, n.pts, n.groups
 	e.powers, e.sises = n.powers, n.sises
 	return out, nil
@@ -71,9 +76,9 @@ func (e *Engine) carry(n *Engine, i int32, ts int64, out []model.Transition) []m
 		out = append(out, model.Transition{Sensor: i, Rule: rule, Class: class, Limit: limit, TS: ts})
 	}
 	nw.lastTS, nw.qualTS, nw.heard = old.lastTS, old.qualTS, old.heard
-	if old.offline {
+	if old.offline&sensorOffline != 0 {
 		if n.silentMS[i] > 0 {
-			nw.offline = true
+			nw.offline |= sensorOffline
 		} else {
 			end(model.Silent, model.ClassOffline, float64(e.silentMS[i])/1000)
 		}

@@ -140,7 +140,7 @@ func TestReload(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p, rs := oneSensor(c.before)
-			e := New(p, rs)
+			e := New(p, rs, nil)
 			var got []string
 			add := func(ts []model.Transition) {
 				for _, tr := range ts {
@@ -154,7 +154,7 @@ func TestReload(t *testing.T) {
 			if len(c.pre) == 0 {
 				add(e.Tick(time.UnixMilli(5000), nil))
 			}
-			out, err := e.Reload(p, []model.SensorRules{c.after}, time.UnixMilli(10000), nil)
+			out, err := e.Reload(p, []model.SensorRules{c.after}, nil, time.UnixMilli(10000), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,14 +188,14 @@ func TestReloadVoted(t *testing.T) {
 		}
 		return rs
 	}
-	e := New(p, grouped(true))
+	e := New(p, grouped(true), nil)
 	var out []model.Transition
 	out = e.Eval(model.Reading{SensorIdx: 0, TS: 1000, Value: 30, HasValue: true}, out)
 	out = e.Eval(model.Reading{SensorIdx: 1, TS: 1000, Value: 30, HasValue: true}, out)
 	if len(out) != 3 || out[2].Rule != model.Voted || !out[2].Active {
 		t.Fatalf("two detectors in alarm: %+v, want two H alarms and the group's", out)
 	}
-	out, err := e.Reload(p, grouped(true), time.UnixMilli(2000), out[:0])
+	out, err := e.Reload(p, grouped(true), nil, time.UnixMilli(2000), out[:0])
 	if err != nil || len(out) != 0 {
 		t.Fatalf("unchanged group: %+v, %v; want nothing", out, err)
 	}
@@ -203,11 +203,11 @@ func TestReloadVoted(t *testing.T) {
 		t.Fatalf("after the reload b returned: %+v, want b's return and the group's (votes recounted)", out)
 	}
 	out = e.Eval(model.Reading{SensorIdx: 1, TS: 4000, Value: 30, HasValue: true}, out[:0])
-	out, _ = e.Reload(p, grouped(false), time.UnixMilli(5000), out[:0])
+	out, _ = e.Reload(p, grouped(false), nil, time.UnixMilli(5000), out[:0])
 	if len(out) != 1 || out[0].Rule != model.Voted || out[0].Active || out[0].Sensor != 0 || out[0].TS != 5000 {
 		t.Fatalf("group removed while confirmed: %+v, want its return on a at 5000", out)
 	}
-	if _, err := e.Reload(&model.Plant{}, nil, time.UnixMilli(6000), nil); err == nil {
+	if _, err := e.Reload(&model.Plant{}, nil, nil, time.UnixMilli(6000), nil); err == nil {
 		t.Error("a reload for another plant was accepted")
 	}
 	if n := testing.AllocsPerRun(100, func() {

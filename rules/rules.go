@@ -23,6 +23,7 @@
 //	out_of_range        fault       outside the instrument's range, or marked so (fault.go)
 //	bad_quality         fault       N bad readings in a row (fault.go)
 //	silent              offline     no reading for N poll periods (Tick)
+//	gateway_silent      offline     none of a gateway's sensors heard: one alarm, not one a sensor (gateway.go)
 //	voted               alarm (L2)  k of a voting group's n detectors in alarm (vote.go)
 //	stop_order_power    violation   a stop-ordered enterprise drawing power above idle (power.go)
 //	sis_bypass          violation   an SIS of a level 1-2 hazard source bypassed (sis.go)
@@ -101,9 +102,10 @@ type sensorState struct {
 	// qualTS is the newest reading evaluated for its quality (out of
 	// range, bad quality), whatever its quality.
 	qualTS int64
-	// heard is the newest reading of any quality, for silence.
+	// heard is the newest reading of any quality, for silence; offline
+	// says which silences are raised (sensorOffline, gatewayOffline).
 	heard   int64
-	offline bool
+	offline uint8
 	// The quality faults: whether each is on (from the rules, copied here
 	// so that a reading touches one struct), raised, and the bad readings
 	// in a row so far. checkRange: the instrument has a range to check
@@ -129,6 +131,16 @@ type Engine struct {
 	silentMS []int64
 	st       []sensorState
 
+	// The gateways (gateway.go): each sensor's gateway (-1: none) and poll
+	// period, each gateway's silence window and state, and its sensors,
+	// gwMembers[gwStart[g]:gwStart[g+1]].
+	gwOf       []int32
+	pollMS     []int64
+	gwSilentMS []int64
+	gws        []gatewayState
+	gwMembers  []int32
+	gwStart    []int32
+
 	// Side tables of the rules only some sensors have, and the readings
 	// their windows hold (each rate and prediction owns a slice of pts).
 	rates  []rateState
@@ -142,21 +154,29 @@ type Engine struct {
 	outOfOrder, unknown atomic.Uint64
 }
 
-// New builds an engine for plant p with rs[i] the rules of sensor i (as
-// config.Config.Rules holds them). A sensor beyond the end of rs has no
-// limits and no silence check.
-func New(p *model.Plant, rs []model.SensorRules) *Engine {
+// New builds an engine for plant p with rs[i] the rules of sensor i and
+// gs[g] those of gateway g (as config.Config.Rules and Gateways hold
+// them). A sensor beyond the end of rs has no limits and no silence check;
+// a gateway beyond the end of gs has no silence check of its own.
+func New(p *model.Plant, rs []model.SensorRules, gs []model.GatewayRules) *Engine {
 	n := len(p.Sensors)
 	e := &Engine{
 		rules:    make([]model.SensorRules, n),
 		silentMS: make([]int64, n),
 		st:       make([]sensorState, n),
+		gwOf:     make([]int32, n),
+		pollMS:   make([]int64, n),
 	}
 	copy(e.rules, rs)
 	npts := 0
 	for i := range p.Sensors {
 		s, rs := &p.Sensors[i], &e.rules[i]
 		poll := pollPeriod(p, s)
+		e.pollMS[i] = poll
+		e.gwOf[i] = -1
+		if s.Gateway >= 0 && int(s.Gateway) < len(p.Gateways) {
+			e.gwOf[i] = s.Gateway
+		}
 		e.silentMS[i] = silentWindow(poll, rs.SilentPeriods)
 		st := sensorState{
 			lastTS: never, qualTS: never, heard: never, hi: newCond(), lo: newCond(),
@@ -181,6 +201,7 @@ func New(p *model.Plant, rs []model.SensorRules) *Engine {
 		e.st[i] = st
 	}
 	e.pts = make([]point, npts)
+	e.initGateways(p, gs)
 	e.initGroups()
 	e.initViolations()
 	return e
@@ -222,10 +243,10 @@ func (e *Engine) SilentWindow(i int32) time.Duration {
 // it causes to out, usually none.
 //
 //   - Any reading, whatever its quality, shows that the sensor is heard
-//     from; a live one ends an `offline` condition. A late (replayed)
-//     reading does not: it says the sensor was alive then, not that it is
-//     now, and ending offline on it would let the next Tick raise it again
-//     in the middle of a replay.
+//     from; a live one ends its `offline` condition and its gateway's. A
+//     late (replayed) reading does not: it says the sensor was alive then,
+//     not that it is now, and ending offline on it would let the next Tick
+//     raise it again in the middle of a replay.
 //   - Every reading newer than the last one judged for its quality goes to
 //     the quality faults (out of range, bad quality), bad ones included:
 //     they are what those rules are about.
@@ -254,12 +275,8 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	if r.TS > st.heard {
 		st.heard = r.TS
 	}
-	if st.offline && !r.Late {
-		st.offline = false
-		out = append(out, model.Transition{
-			Sensor: i, Rule: model.Silent, Class: model.ClassOffline,
-			Value: r.Value, Limit: float64(e.silentMS[i]) / 1000, TS: r.TS,
-		})
+	if st.offline != 0 && !r.Late {
+		out = e.heardAgain(st, r, out)
 	}
 	if r.TS > st.qualTS {
 		st.qualTS = r.TS
@@ -300,25 +317,30 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 	return e.voted(st, r, out)
 }
 
-// Tick raises `offline` for every sensor not heard from for its silence
-// window, as of now, and appends those transitions to out. Silence of a
-// sensor never heard from counts from its first Tick, so a restart does not
-// raise every sensor at once. Call it about once a poll period from the
-// goroutine that calls Eval.
+// Tick raises `offline` for every gateway none of whose sensors was heard
+// from for its silence window, as of now, then for every sensor not heard
+// from for its own, except those of a silent gateway (gateway.go), and
+// appends those transitions to out. Silence of a sensor never heard from
+// counts from its first Tick, so a restart does not raise every sensor at
+// once. Call it about once a poll period from the goroutine that calls
+// Eval.
 func (e *Engine) Tick(now time.Time, out []model.Transition) []model.Transition {
 	ms := now.UnixMilli()
+	for g := range e.gws {
+		out = e.tickGateway(int32(g), ms, out)
+	}
 	for i := range e.st {
 		st := &e.st[i]
 		w := e.silentMS[i]
-		if w <= 0 || st.offline {
+		if w <= 0 || st.offline != 0 {
 			continue
 		}
 		if st.heard == never {
 			st.heard = ms
 			continue
 		}
-		if silent := ms - st.heard; silent >= w {
-			st.offline = true
+		if silent := ms - st.heard; silent >= w && !e.waitsForGateway(i, ms) {
+			st.offline |= sensorOffline
 			out = append(out, model.Transition{
 				Sensor: int32(i), Rule: model.Silent, Class: model.ClassOffline, Active: true,
 				Value: float64(silent) / 1000, Limit: float64(w) / 1000, TS: ms,
@@ -339,8 +361,12 @@ func (e *Engine) Tick(now time.Time, out []model.Transition) []model.Transition 
 // seeded frozen fault at the first change of value after the first
 // reading; the quality faults on the first good reading; a voting group's
 // alarm (on its first member) at the first reading of a member once fewer
-// than K members vote.
+// than K members vote; a gateway's silence (Sensor -1, Gateway set) at the
+// first live reading of any of its sensors.
 func (e *Engine) Assume(t model.Transition) bool {
+	if t.Rule == model.GatewaySilent {
+		return e.assumeGateway(t)
+	}
 	if t.Sensor < 0 || int(t.Sensor) >= len(e.st) {
 		return false
 	}
@@ -354,7 +380,10 @@ func (e *Engine) assume(t model.Transition) bool {
 	rs := &e.rules[t.Sensor]
 	switch t.Rule {
 	case model.Silent:
-		st.offline = t.Active
+		st.offline &^= sensorOffline
+		if t.Active {
+			st.offline |= sensorOffline
+		}
 		return true
 	case model.ThresholdHigh:
 		return assume(&st.hi, rs, &highLimits, t)

@@ -57,7 +57,7 @@ var gasRules = model.SensorRules{
 // changes nothing or causes a transition into a slice with room for it.
 func TestEvalAllocations(t *testing.T) {
 	p, rs := oneSensor(gasRules)
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	out := make([]model.Transition, 0, 4)
 	ts := int64(0)
 	quiet := testing.AllocsPerRun(1000, func() {
@@ -69,7 +69,7 @@ func TestEvalAllocations(t *testing.T) {
 	}
 
 	rs[0].OnDelayMS = 0
-	e = New(p, rs)
+	e = New(p, rs, nil)
 	n, v := 0, 10.0
 	busy := testing.AllocsPerRun(1000, func() {
 		ts += 1000
@@ -96,7 +96,7 @@ func TestEvalAllocations(t *testing.T) {
 	// A voting group of one (1oo1; the rule files want two or more), so
 	// that the group's alarm raises and returns with the sensor's.
 	rs[0].Vote = model.VoteRule{Name: "g", K: 1, Members: []int32{0}}
-	e = New(p, rs)
+	e = New(p, rs, nil)
 	cycle := trip()
 	var raised, returned [model.NumRuleKinds]int
 	k := 0
@@ -130,7 +130,7 @@ func TestEvalAllocations(t *testing.T) {
 		StopOrder: model.StopOrderRule{On: true, BaselineKW: 80, MarginPct: 20, LearnMS: 1},
 		SISBypass: model.SISBypassRule{On: true, SourceLevel: 1},
 	})
-	e = New(p, rs)
+	e = New(p, rs, nil)
 	raised, returned = [model.NumRuleKinds]int{}, [model.NumRuleKinds]int{}
 	vals := [...]float64{1, 860, 62}
 	k = 0
@@ -208,7 +208,7 @@ func TestDemoPlant(t *testing.T) {
 	if n := len(p.Sensors); n != 63 {
 		t.Fatalf("the demo plant has %d sensors, the benchmark says 63", n)
 	}
-	e := New(p, cfg.Rules)
+	e := New(p, cfg.Rules, cfg.Gateways)
 	checked := 0
 	for i := range p.Sensors {
 		rs := cfg.Rules[i]
@@ -250,7 +250,7 @@ func TestDemoPlant(t *testing.T) {
 func TestAssume(t *testing.T) {
 	p, rs := oneSensor(gasRules)
 	rs[0].OnDelayMS = 0
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	for _, tr := range []model.Transition{
 		{Sensor: 0, Rule: model.ThresholdHigh, Class: model.ClassAlarm, Active: true, Level: model.L2, Limit: 50},
 		{Sensor: 0, Rule: model.Silent, Class: model.ClassOffline, Active: true},
@@ -282,7 +282,7 @@ func TestAssume(t *testing.T) {
 func TestAssumeTrendsAndFaults(t *testing.T) {
 	p, rs := oneSensor(allRules)
 	p.Sensors[0].RangeMin, p.Sensors[0].RangeMax = 0, 25
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	for _, tr := range []model.Transition{
 		{Rule: model.RateRise, Active: true}, {Rule: model.PredictHigh, Active: true, Limit: 20},
 		{Rule: model.Frozen, Active: true}, {Rule: model.OutOfRange, Active: true}, {Rule: model.BadQuality, Active: true},
@@ -310,7 +310,7 @@ func TestAssumeTrendsAndFaults(t *testing.T) {
 	}
 
 	p, rs = oneSensor(gasRules)
-	e = New(p, rs)
+	e = New(p, rs, nil)
 	for _, r := range []model.RuleKind{model.RateRise, model.PredictHigh, model.Frozen} {
 		if e.Assume(model.Transition{Rule: r, Active: true, Limit: 25}) {
 			t.Errorf("assumed %s on a sensor without the rule", r)
@@ -321,7 +321,7 @@ func TestAssumeTrendsAndFaults(t *testing.T) {
 func TestUnknownSensorAndNaN(t *testing.T) {
 	p, rs := oneSensor(gasRules)
 	rs[0].OnDelayMS = 0
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	if out := e.Eval(model.Reading{SensorIdx: 3, TS: 1, Value: 99, HasValue: true}, nil); len(out) != 0 {
 		t.Errorf("unknown sensor gave %+v", out)
 	}
@@ -343,13 +343,13 @@ func TestUnknownSensorAndNaN(t *testing.T) {
 // (or rules without silent periods) is never raised offline.
 func TestNoSilenceWithoutPollPeriod(t *testing.T) {
 	p, rs := oneSensor(model.SensorRules{})
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	e.Tick(time.UnixMilli(0), nil)
 	if out := e.Tick(time.UnixMilli(1e9), nil); len(out) != 0 {
 		t.Errorf("SilentPeriods 0 raised %+v", out)
 	}
 	p.Gateways[0].PollPeriodMS, p.Gateways[0].Devices[0].PollPeriodMS = 0, 0
-	e = New(p, []model.SensorRules{{SilentPeriods: 5}})
+	e = New(p, []model.SensorRules{{SilentPeriods: 5}}, nil)
 	e.Tick(time.UnixMilli(0), nil)
 	if out := e.Tick(time.UnixMilli(1e9), nil); len(out) != 0 {
 		t.Errorf("no poll period raised %+v", out)
@@ -385,7 +385,7 @@ func BenchmarkEval(b *testing.B) {
 		{"crossing", true, noDelays(cfg.Rules)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e := New(p, bc.rules)
+			e := New(p, bc.rules, cfg.Gateways)
 			out := make([]model.Transition, 0, 4)
 			ts, cycle, transitions := int64(1), 0, 0
 			b.ReportAllocs()
@@ -471,7 +471,7 @@ func benchEvalRules(b *testing.B) {
 			for i := range rs {
 				rs[i] = kc.rules
 			}
-			e := New(p, rs)
+			e := New(p, rs, nil)
 			out := make([]model.Transition, 0, 8)
 			transitions, n := 0, 0
 			b.ReportAllocs()
@@ -514,7 +514,7 @@ func TestAssumeVoted(t *testing.T) {
 			}
 		}
 	}
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	if e.Assume(model.Transition{Sensor: 1, Rule: model.Voted, Active: true}) {
 		t.Error("a group's alarm seeded on a member that does not carry it was accepted")
 	}

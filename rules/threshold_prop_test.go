@@ -74,7 +74,7 @@ func checkThresholdRun(t *testing.T, seed uint64) int {
 		walkers[i] = walker{ts: 1_000_000, v: 50}
 	}
 	p.Index()
-	e := New(p, rs)
+	e := New(p, rs, nil)
 	lastTS := make([]int64, n)
 	for i := range lastTS {
 		lastTS[i] = math.MinInt64

@@ -171,7 +171,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	engine := rules.New(plant, o.Config.Rules)
+	engine := rules.New(plant, o.Config.Rules, o.Config.Gateways)
 	for _, t := range c.alarms.Conditions() {
 		engine.Assume(t)
 	}

@@ -48,7 +48,7 @@ func walkDemo(t *testing.T, seed int64, d time.Duration) *demoRun {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	e := rules.New(p, cfg.Rules)
+	e := rules.New(p, cfg.Rules, cfg.Gateways)
 	var out []model.Transition
 	for off := time.Duration(0); off < d; off += time.Second {
 		now = run.epoch.Add(off)

@@ -32,10 +32,14 @@ import (
 // sensors, gateways and the rest are fixed for the life of the process.
 var ErrPlantChanged = errors.New("the plant changed (sensors, gateways, hazard sources …): a restart is needed; the running rules stay")
 
-// ruleSwap asks the pipeline to take new rules; it answers on done.
+// ruleSwap asks the pipeline to take new rules; it answers on done, after
+// setting transitions (the send orders the write before the reader's
+// receive).
 type ruleSwap struct {
-	rules []model.SensorRules
-	done  chan error
+	rules       []model.SensorRules
+	gateways    []model.GatewayRules
+	transitions *int
+	done        chan error
 }
 
 // RulesReloaded records one change of the rules: who asked, what changed,
@@ -51,6 +55,8 @@ type RulesReloaded struct {
 	// Changed lists the sensors whose rules changed; Added and Removed the
 	// rules (sensor:rule) that appeared or went.
 	Changed, Added, Removed []string
+	// Gateways lists the gateways whose rules (silent_periods) changed.
+	Gateways []string
 	// Transitions the swap itself caused (returns of removed rules).
 	Transitions int
 }
@@ -66,6 +72,7 @@ func (r RulesReloaded) LogValue() slog.Value {
 		slog.Int("sensors_changed", len(r.Changed)), slog.Any("changed", capList(r.Changed)),
 		slog.Int("rules_added", len(r.Added)), slog.Any("added", capList(r.Added)),
 		slog.Int("rules_removed", len(r.Removed)), slog.Any("removed", capList(r.Removed)),
+		slog.Int("gateways_changed", len(r.Gateways)), slog.Any("gateways", capList(r.Gateways)),
 		slog.Int("transitions", r.Transitions),
 		slog.String("digest_before", r.Before), slog.String("digest_after", r.After),
 	)
@@ -115,7 +122,19 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 	}
 	ev.Sensors = len(cfg.Plant.Sensors)
 	ev.Changed, ev.Added, ev.Removed = diffRules(cfg.Plant, c.cfg.Rules, cfg.Rules)
-	sw := ruleSwap{rules: cfg.Rules, done: make(chan error, 1)}
+	for g := range cfg.Plant.Gateways {
+		var o, n model.GatewayRules
+		if g < len(c.cfg.Gateways) {
+			o = c.cfg.Gateways[g]
+		}
+		if g < len(cfg.Gateways) {
+			n = cfg.Gateways[g]
+		}
+		if o != n {
+			ev.Gateways = append(ev.Gateways, cfg.Plant.Gateways[g].ID)
+		}
+	}
+	sw := ruleSwap{rules: cfg.Rules, gateways: cfg.Gateways, transitions: new(int), done: make(chan error, 1)}
 	select {
 	case c.reloads <- sw:
 	case <-ctx.Done():
@@ -130,7 +149,8 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 		c.log.Error("rules not reloaded", "who", who, "err", err)
 		return ev, err
 	}
-	c.cfg = &config.Config{Plant: c.cfg.Plant, Rules: cfg.Rules, Grades: c.cfg.Grades, Files: cfg.Files}
+	ev.Transitions = *sw.transitions
+	c.cfg = &config.Config{Plant: c.cfg.Plant, Rules: cfg.Rules, Gateways: cfg.Gateways, Grades: c.cfg.Grades, Files: cfg.Files}
 	c.digest = ev.After
 	ev.At = c.o.Clock()
 	c.log.Info("rules reloaded", "event", ev)
@@ -141,11 +161,12 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 // rules, and the returns of removed rules go to the alarms.
 func (p *pipeline) swapRules(ctx context.Context, sw ruleSwap) {
 	var err error
-	p.trans, err = p.engine.Reload(p.plant, sw.rules, p.clock(), p.trans[:0])
+	p.trans, err = p.engine.Reload(p.plant, sw.rules, sw.gateways, p.clock(), p.trans[:0])
 	if err == nil {
 		if n := len(p.trans); n > 0 {
 			p.log.Info("rules removed while raised: their conditions end", "transitions", n)
 		}
+		*sw.transitions = len(p.trans)
 		err = p.submit(ctx)
 	}
 	sw.done <- err
