@@ -272,6 +272,10 @@ func message(a *Alarm, at time.Time) string {
 	}
 	v, lim := num(a.Value)+unit(a.Unit), num(a.Limit)+unit(a.Unit)
 	switch a.Rule {
+	case model.GatewaySilent:
+		gw := a.Source.Gateway
+		return fmt.Sprintf("网关 %s 离线：%s s 无数据（限值 %s s） / gateway %s offline: no data for %s s (limit %s s)",
+			gw, num(a.Value), num(a.Limit), gw, num(a.Value), num(a.Limit))
 	case model.Silent:
 		return fmt.Sprintf("%s离线：%s s 无数据（限值 %s s） / %s offline: no data for %s s (limit %s s)",
 			name, num(a.Value), num(a.Limit), id, num(a.Value), num(a.Limit))

@@ -65,8 +65,13 @@ func (m *Manager) latest(sl int) (Alarm, bool) {
 	return m.alarm(id)
 }
 
-// slotOf is the condition an alarm is an occurrence of.
+// slotOf is the condition an alarm is an occurrence of: a sensor's rule,
+// or a gateway's silence.
 func (m *Manager) slotOf(a Alarm) (int, bool) {
+	if a.Rule == model.GatewaySilent {
+		gi, ok := m.o.Plant.GatewayIndex(a.Source.Gateway)
+		return m.gatewaySlot(gi), ok
+	}
 	si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
 	if !ok || a.Rule >= model.NumRuleKinds {
 		return 0, false

@@ -74,7 +74,7 @@ type Manager struct {
 	running     atomic.Bool
 
 	// Owned by the Run goroutine.
-	slots   []string // sensor*NumRuleKinds+rule → id of that condition's latest alarm
+	slots   []string // slot(sensor, rule), gatewaySlot(gateway) → id of that condition's latest alarm
 	timers  dueQueue // shelves' ends, escalation and feedback limits; stale entries are skipped
 	global  uint64
 	scope   [3]map[string]uint64 // enterprise, park, county → last seq (written under mu)
@@ -145,7 +145,7 @@ func New(o Options) (*Manager, error) {
 		trans: make(chan model.Transition, o.Queue),
 		acts:  make(chan actReq),
 		ready: make(chan struct{}), done: make(chan struct{}),
-		slots:     make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)),
+		slots:     make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)+len(o.Plant.Gateways)),
 		contacts:  map[Source][model.NumEscalationSteps][]Contact{},
 		floods:    newFloods(o.Alarms.Flood),
 		alarms:    map[string]Alarm{},
@@ -437,14 +437,23 @@ func (m *Manager) Conditions() []model.Transition {
 	defer m.mu.RUnlock()
 	var out []model.Transition
 	for _, a := range m.alarms {
-		si, ok := m.o.Plant.SensorIndex(a.Source.Sensor)
-		if !ok || !a.Active || a.State == model.StateNormal {
+		if !a.Active || a.State == model.StateNormal {
 			continue
 		}
-		out = append(out, model.Transition{
-			Sensor: si, Rule: a.Rule, Class: a.Class, Level: a.Level, Active: true,
+		t := model.Transition{
+			Rule: a.Rule, Class: a.Class, Level: a.Level, Active: true,
 			Value: a.Value, Limit: a.Limit, TS: a.RaisedAt.UnixMilli(), Late: a.Late,
-		})
+		}
+		var ok bool
+		if a.Rule == model.GatewaySilent {
+			t.Sensor = -1
+			t.Gateway, ok = m.o.Plant.GatewayIndex(a.Source.Gateway)
+		} else {
+			t.Sensor, ok = m.o.Plant.SensorIndex(a.Source.Sensor)
+		}
+		if ok {
+			out = append(out, t)
+		}
 	}
 	return out
 }
@@ -515,11 +524,18 @@ func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func
 // alarm.
 func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 	p := m.o.Plant
-	if t.Sensor < 0 || int(t.Sensor) >= len(p.Sensors) || t.Rule >= model.NumRuleKinds {
-		m.log.Warn("transition of an unknown sensor or rule dropped", "sensor", t.Sensor, "rule", t.Rule)
+	k, where := -1, ""
+	switch {
+	case t.Rule == model.GatewaySilent && t.Sensor == -1 && t.Gateway >= 0 && int(t.Gateway) < len(p.Gateways):
+		k, where = m.gatewaySlot(t.Gateway), p.Gateways[t.Gateway].ID
+	case t.Rule != model.GatewaySilent && t.Sensor >= 0 && int(t.Sensor) < len(p.Sensors) && t.Rule < model.NumRuleKinds:
+		k, where = slot(t.Sensor, t.Rule), p.Sensors[t.Sensor].ID
+	}
+	if k < 0 {
+		m.log.Warn("transition of an unknown sensor, gateway or rule dropped", "sensor", t.Sensor, "gateway", t.Gateway, "rule", t.Rule)
 		return
 	}
-	a, ok := m.latest(slot(t.Sensor, t.Rule))
+	a, ok := m.latest(k)
 	if !ok {
 		a = m.template(t)
 	}
@@ -541,7 +557,7 @@ func (m *Manager) onTransition(ctx context.Context, t model.Transition) {
 		ev.LimitKind = m.limitKind(t)
 	}
 	if err := m.stage(a, ev, m.policy(a, t.Sensor)); err != nil {
-		m.log.Error("transition not applied", "sensor", p.Sensors[t.Sensor].ID, "rule", t.Rule, "err", err)
+		m.log.Error("transition not applied", "source", where, "rule", t.Rule, "err", err)
 	}
 }
 
@@ -659,6 +675,11 @@ func slot(sensor int32, r model.RuleKind) int {
 	return int(sensor)*int(model.NumRuleKinds) + int(r)
 }
 
+// gatewaySlot is the slot of a gateway's condition, after the sensors'.
+func (m *Manager) gatewaySlot(g int32) int {
+	return len(m.o.Plant.Sensors)*int(model.NumRuleKinds) + int(g)
+}
+
 func (m *Manager) scopeIDs(s Source) [3]string {
 	return [3]string{s.Enterprise, s.Park, s.County}
 }
@@ -671,19 +692,16 @@ func (m *Manager) scopeSeq(q *Seqs, i int) *uint64 {
 // and what it measures, in state normal.
 func (m *Manager) template(t model.Transition) Alarm {
 	p := m.o.Plant
+	if t.Rule == model.GatewaySilent {
+		// A gateway's condition: no sensor, no hazard source.
+		g := &p.Gateways[t.Gateway]
+		src := Source{Gateway: g.ID}
+		m.enterpriseScope(&src, g.Enterprise)
+		return Alarm{Class: t.Class, Rule: t.Rule, Source: src, Unit: "s"}
+	}
 	s := &p.Sensors[t.Sensor]
 	src := Source{Sensor: s.ID}
-	if s.Enterprise >= 0 {
-		e := &p.Enterprises[s.Enterprise]
-		src.Enterprise = e.ID
-		if e.Park >= 0 {
-			pk := &p.Parks[e.Park]
-			src.Park = pk.ID
-			if pk.County >= 0 {
-				src.County = p.Counties[pk.County].ID
-			}
-		}
-	}
+	m.enterpriseScope(&src, s.Enterprise)
 	if s.HazardSource >= 0 {
 		src.HazardSource = p.HazardSources[s.HazardSource].ID
 	}
@@ -704,6 +722,23 @@ func (m *Manager) template(t model.Transition) Alarm {
 	return Alarm{Class: t.Class, Rule: t.Rule, Source: src, SensorName: s.Name, Kind: s.Kind, Unit: unit}
 }
 
+// enterpriseScope fills in the enterprise, park and county of enterprise e.
+func (m *Manager) enterpriseScope(src *Source, e int32) {
+	p := m.o.Plant
+	if e < 0 {
+		return
+	}
+	en := &p.Enterprises[e]
+	src.Enterprise = en.ID
+	if en.Park >= 0 {
+		pk := &p.Parks[en.Park]
+		src.Park = pk.ID
+		if pk.County >= 0 {
+			src.County = p.Counties[pk.County].ID
+		}
+	}
+}
+
 // policyOf is policy for an alarm found by id: its sensor may have left
 // the plant files.
 func (m *Manager) policyOf(a Alarm) Policy {
@@ -720,13 +755,24 @@ func (m *Manager) policyOf(a Alarm) Policy {
 func (m *Manager) policy(a Alarm, sensor int32) Policy {
 	pol := Policy{Latch: a.Latch, MaxShelve: m.o.MaxShelve, Escalation: m.o.Alarms.Escalation,
 		Chatter: m.o.Alarms.Chatter, Contacts: m.contactsOf(a.Source)}
-	if sensor < 0 {
-		return pol
-	}
 	if a.State == model.StateNormal {
 		// A new occurrence starts under the suppression by design in
 		// force (the enterprise suspended, a maintenance window).
 		pol.Suppression = m.holdOf(a.Source, m.clock())
+	}
+	if a.Rule == model.GatewaySilent {
+		// Offline never latches; a gateway ranks by the most hazardous
+		// source its sensors watch.
+		if a.State == model.StateNormal {
+			pol.Latch = false
+		}
+		pol.SourceLevel = m.gatewaySourceLevel(a.Source.Gateway)
+		return pol
+	}
+	if sensor < 0 {
+		return pol
+	}
+	if a.State == model.StateNormal {
 		// Latching is for alarms of the value (gas alarms, GDS panels): a
 		// prewarning, a fault or offline ends with its condition.
 		pol.Latch = a.Class == model.ClassAlarm && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch
@@ -735,6 +781,28 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 		pol.SourceLevel = m.o.Plant.HazardSources[hs].Level
 	}
 	return pol
+}
+
+// gatewaySourceLevel is the highest GB 18218 level (1 is the highest) of
+// the hazard sources that gateway id's sensors watch; 0 when none. A scan
+// of the sensors: gateway alarms are rare.
+func (m *Manager) gatewaySourceLevel(id string) int {
+	p := m.o.Plant
+	g, ok := p.GatewayIndex(id)
+	if !ok {
+		return 0
+	}
+	level := 0
+	for i := range p.Sensors {
+		s := &p.Sensors[i]
+		if s.Gateway != g || s.HazardSource < 0 {
+			continue
+		}
+		if l := p.HazardSources[s.HazardSource].Level; l > 0 && (level == 0 || l < level) {
+			level = l
+		}
+	}
+	return level
 }
 
 // limitKind finds which configured limit a threshold transition or a
@@ -746,7 +814,7 @@ func (m *Manager) limitKind(t model.Transition) string {
 	default:
 		return ""
 	}
-	if int(t.Sensor) < len(m.o.Rules) {
+	if t.Sensor >= 0 && int(t.Sensor) < len(m.o.Rules) {
 		rs := &m.o.Rules[t.Sensor]
 		for k := range model.NumLimits {
 			if l := rs.Limits[k]; l.Set && l.Value == t.Limit && k.High() == t.Rule.High() {

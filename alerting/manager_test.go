@@ -694,3 +694,72 @@ func TestManagerTrendsAndFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayOfflineAlarm: a gateway's silence (Sensor -1) is one alarm
+// of its own, named after the gateway, with the gateway's enterprise,
+// park and county and no sensor; its priority follows the most hazardous
+// source behind the gateway; Conditions gives it back after a restart, so
+// that the engine is seeded with it, and its next occurrence counts on.
+func TestGatewayOfflineAlarm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{}
+		m1, stop1 := run(t, log)
+		evs, cancel := m1.Subscribe(4)
+		gi, ok := demo.Plant.GatewayIndex("gw-e01-1")
+		if !ok {
+			t.Fatal("no demo gateway gw-e01-1")
+		}
+		now := time.Now()
+		cut := model.Transition{Sensor: -1, Gateway: gi, Rule: model.GatewaySilent, Class: model.ClassOffline, Active: true, Value: 95, Limit: 5, TS: now.UnixMilli()}
+		submit(t, m1, cut)
+		a := next(t, evs).Alarm
+		want := Source{County: "c01", Park: "p01", Enterprise: "e01", Gateway: "gw-e01-1"}
+		if a.ID != "gw-e01-1.gateway_silent.1" || a.Source != want || a.SensorName != "" || a.Unit != "s" ||
+			a.Class != model.ClassOffline || a.Latch || a.Priority != 3 {
+			t.Errorf("gateway alarm: %s, source %+v, name %q, unit %q, %s, latch %v, priority %d; want %s, %+v, priority 3 (level 1 source)",
+				a.ID, a.Source, a.SensorName, a.Unit, a.Class, a.Latch, a.Priority, "gw-e01-1.gateway_silent.1", want)
+		}
+		if wantMsg := "网关 gw-e01-1 离线：95 s 无数据（限值 5 s） / gateway gw-e01-1 offline: no data for 95 s (limit 5 s)"; a.Message != wantMsg {
+			t.Errorf("message %q, want %q", a.Message, wantMsg)
+		}
+		if n := len(m1.Active()); n != 1 {
+			t.Errorf("%d active alarms, want the gateway's only", n)
+		}
+		cancel()
+		stop1()
+
+		m2, stop2 := run(t, log)
+		defer stop2()
+		conds := m2.Conditions()
+		if len(conds) != 1 || conds[0].Sensor != -1 || conds[0].Gateway != gi || conds[0].Rule != model.GatewaySilent || !conds[0].Active {
+			t.Fatalf("Conditions() after restart: %+v, want the gateway's silence (Sensor -1, Gateway %d)", conds, gi)
+		}
+		evs2, cancel2 := m2.Subscribe(4)
+		defer cancel2()
+		back := cut
+		back.Active, back.Value, back.TS = false, 120, now.Add(2*time.Minute).UnixMilli()
+		submit(t, m2, back)
+		if ev := next(t, evs2); ev.Alarm.ID != "gw-e01-1.gateway_silent.1" || ev.Alarm.Active {
+			t.Errorf("return: %s active %v, want gw-e01-1.gateway_silent.1 returned", ev.Alarm.ID, ev.Alarm.Active)
+		}
+		if err := m2.Ack(context.Background(), "gw-e01-1.gateway_silent.1", "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		next(t, evs2)
+		submit(t, m2, cut)
+		if ev := next(t, evs2); ev.Alarm.ID != "gw-e01-1.gateway_silent.2" {
+			t.Errorf("the next cut: %s, want gw-e01-1.gateway_silent.2", ev.Alarm.ID)
+		}
+		for _, bad := range []model.Transition{
+			{Sensor: -1, Gateway: int32(len(demo.Plant.Gateways)), Rule: model.GatewaySilent, Active: true},
+			{Sensor: -1, Rule: model.Silent, Active: true},
+			{Sensor: 0, Gateway: gi, Rule: model.GatewaySilent, Active: true},
+		} {
+			submit(t, m2, bad) // dropped with a warning, never a panic
+		}
+		synctest.Wait()
+		if n := log.len(); n != 4 {
+			t.Errorf("%d events in the log, want 4 (the transitions that name no gateway or sensor are dropped)", n)
+		}
+	})
+}

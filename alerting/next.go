@@ -467,7 +467,13 @@ func describe(a Alarm) string {
 // open starts a new occurrence of the condition that a was the last of.
 func open(a Alarm, ev Event, at time.Time, pol Policy) Alarm {
 	a.Occurrence++
-	a.ID = alarmID(a.Source.Sensor, a.Rule, a.Occurrence)
+	// An occurrence is named after its sensor, a gateway's own condition
+	// (silence) after its gateway.
+	name := a.Source.Sensor
+	if name == "" {
+		name = a.Source.Gateway
+	}
+	a.ID = alarmID(name, a.Rule, a.Occurrence)
 	a.State, a.Active, a.Latch, a.Late = model.StateUnackActive, true, pol.Latch, ev.Late
 	a.RaisedAt = at
 	a.AckedAt, a.ReturnedAt, a.ClearedAt = time.Time{}, time.Time{}, time.Time{}

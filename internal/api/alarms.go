@@ -108,8 +108,9 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Tok
 
 // allAlarms is the first cut of state=all: the Manager lists only open
 // alarms, so closed ones are found by their ids. An alarm id is
-// sensor.rule.occurrence with occurrences counted from 1 without gaps per
-// (sensor, rule) (alerting.Alarm.ID), and the Manager keeps every alarm
+// sensor.rule.occurrence (gateway.gateway_silent.occurrence for a gateway)
+// with occurrences counted from 1 without gaps per (sensor, rule)
+// (alerting.Alarm.ID), and the Manager keeps every alarm
 // since its log began; Get is asked for each in turn until one is missing.
 // The cost grows with every alarm ever raised in scope and is paid on every
 // page; maxProbes bounds it. A history store of alarm events (issue #8)
@@ -121,27 +122,39 @@ func (s *Server) allAlarms(filters []auth.Scope) []alerting.Alarm {
 		seen[a.ID] = true
 	}
 	probes := 0
+	// probe looks up the occurrences of one condition; false when the
+	// listing is cut short.
+	probe := func(prefix string) bool {
+		for occ := 1; ; occ++ {
+			if probes++; probes > maxProbes {
+				s.log.Warn("api: alarm listing cut short: too many alarms to look up", "probes", maxProbes)
+				return false
+			}
+			a, ok := s.o.Alarms.Get(prefix + strconv.Itoa(occ))
+			if !ok {
+				return true
+			}
+			if !seen[a.ID] {
+				seen[a.ID] = true
+				out = append(out, a)
+			}
+		}
+	}
 	for i := range s.plant.Sensors {
 		sn := &s.plant.Sensors[i]
 		if !s.coversAll(filters, sn.Enterprise) {
 			continue
 		}
 		for rule := range model.NumRuleKinds {
-			prefix := sn.ID + "." + rule.String() + "."
-			for occ := 1; ; occ++ {
-				if probes++; probes > maxProbes {
-					s.log.Warn("api: alarm listing cut short: too many alarms to look up", "probes", maxProbes)
-					return out
-				}
-				a, ok := s.o.Alarms.Get(prefix + strconv.Itoa(occ))
-				if !ok {
-					break
-				}
-				if !seen[a.ID] {
-					seen[a.ID] = true
-					out = append(out, a)
-				}
+			if rule != model.GatewaySilent && !probe(sn.ID+"."+rule.String()+".") {
+				return out
 			}
+		}
+	}
+	// A gateway's silence is named after the gateway (gateway.gateway_silent.N).
+	for _, g := range s.plant.Gateways {
+		if s.coversAll(filters, g.Enterprise) && !probe(g.ID+"."+model.GatewaySilent.String()+".") {
+			return out
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -654,5 +655,62 @@ func TestServiceRoutes(t *testing.T) {
 	}
 	if got := e.metric("hw_api_requests_total", "route", "/api/", "code", "405"); got != 1 {
 		t.Errorf("405s under /api/: %v, want 1 (DELETE /api/v1/alarms)", got)
+	}
+}
+
+// TestGatewayAlarm: a gateway's offline alarm has no sensor; the lists
+// show it to the scopes of the gateway's enterprise only, state=all finds
+// it once it has ended, and the sensor list is not disturbed by it.
+func TestGatewayAlarm(t *testing.T) {
+	e := newEnv(t, nil)
+	cut := func(gw string, active bool) model.Transition {
+		g, ok := e.plant.GatewayIndex(gw)
+		if !ok {
+			t.Fatalf("no gateway %s", gw)
+		}
+		return model.Transition{Sensor: -1, Gateway: g, Rule: model.GatewaySilent, Class: model.ClassOffline,
+			Active: active, Value: 30, Limit: 5, TS: time.Now().UnixMilli()}
+	}
+	e.submit(cut("gw-e01-1", true), cut("gw-e03-1", true))
+	waitFor(t, "two gateway alarms", func() bool { return len(e.mgr.Active()) == 2 })
+	for name, want := range map[string][]string{
+		"e01":   {"gw-e01-1.gateway_silent.1"},
+		"c01":   {"gw-e01-1.gateway_silent.1"},
+		"admin": {"gw-e01-1.gateway_silent.1", "gw-e03-1.gateway_silent.1"},
+	} {
+		var l list[alarmView]
+		if code, body := e.do("GET", "/api/v1/alarms", name, "", &l); code != http.StatusOK {
+			t.Fatalf("alarms as %s: %d %s", name, code, body)
+		}
+		var got []string
+		for _, a := range l.Items {
+			got = append(got, a.ID)
+			if a.Source.Sensor != "" || a.Source.Gateway == "" || a.Source.Enterprise == "" {
+				t.Errorf("as %s: source %+v, want a gateway and its enterprise, no sensor", name, a.Source)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("alarms as %s: %v, want %v", name, got, want)
+		}
+	}
+	var sensors list[sensorJSON]
+	if code, body := e.do("GET", "/api/v1/sensors?enterprise=e01", "e01", "", &sensors); code != http.StatusOK || len(sensors.Items) == 0 {
+		t.Fatalf("sensors with a gateway alarm open: %d %s", code, body)
+	}
+	for _, s := range sensors.Items {
+		if s.AlarmState != "normal" {
+			t.Errorf("%s: alarm_state %s, want normal (its gateway's alarm is not its own)", s.ID, s.AlarmState)
+		}
+	}
+	e.submit(cut("gw-e01-1", false))
+	waitFor(t, "the return", func() bool { a, _ := e.mgr.Get("gw-e01-1.gateway_silent.1"); return !a.Active })
+	if err := e.mgr.Ack(context.Background(), "gw-e01-1.gateway_silent.1", "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	var l list[alarmView]
+	e.do("GET", "/api/v1/alarms?state=all", "e01", "", &l)
+	if len(l.Items) != 1 || l.Items[0].ID != "gw-e01-1.gateway_silent.1" || l.Items[0].State != "normal" {
+		t.Errorf("state=all as e01: %+v, want the ended gateway alarm", l.Items)
 	}
 }

@@ -56,6 +56,14 @@ func TestAppendAlarmEvent(t *testing.T) {
 	if got := string(appendAlarmEvent(nil, &e)); got != want {
 		t.Errorf("\n got %q\nwant %q", got, want)
 	}
+	// A gateway's alarm: no sensor, no level, no hazard source tags.
+	e = AlarmEvent{Time: time.Unix(2, 0), Enterprise: "e01", Class: "offline", Rule: "gateway_silent", Event: "raised",
+		Value: 95, Limit: 5, AlarmID: "gw-e01-1.gateway_silent.1"}
+	want = "alarm_event,class=offline,enterprise=e01,event=raised,rule=gateway_silent " +
+		"alarm_id=\"gw-e01-1.gateway_silent.1\",limit=5,message=\"\",value=95 2000000000\n"
+	if got := string(appendAlarmEvent(nil, &e)); got != want {
+		t.Errorf("gateway alarm:\n got %q\nwant %q", got, want)
+	}
 }
 
 func TestAppendTagText(t *testing.T) {

@@ -416,3 +416,31 @@ func TestRefusedBatch(t *testing.T) {
 		t.Errorf("hw_influx_writes_total{result=rejected} = %v, want 1", got)
 	}
 }
+
+// TestAlarmEventWithoutSensor: a gateway's offline alarm has no sensor and
+// no hazard source; its events are written without those tags, and
+// InfluxDB takes them.
+func TestAlarmEventWithoutSensor(t *testing.T) {
+	srv := startInflux(t)
+	w := runWriter(t, Options{URL: srv.URL(), Plant: demoPlant(t), Registerer: prometheus.NewRegistry(), FlushInterval: 50 * time.Millisecond})
+	ev := AlarmEvent{
+		Time: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), Enterprise: "e01", Class: "offline", Rule: "gateway_silent", Event: "raised",
+		Value: 95, Limit: 5, Message: "网关 gw-e01-1 离线 / gateway gw-e01-1 offline", AlarmID: "gw-e01-1.gateway_silent.1",
+	}
+	var dc doneCounter
+	if err := w.AddAlarmEvents([]AlarmEvent{ev}, dc.done); err != nil {
+		t.Fatal(err)
+	}
+	dc.wait(t, 1)
+	got, err := srv.Query(testDB, `SELECT * FROM alarm_event GROUP BY *`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || len(got[0].Values) != 1 {
+		t.Fatalf("alarm_event: %+v, want one point", got)
+	}
+	want := map[string]string{"enterprise": "e01", "class": "offline", "rule": "gateway_silent", "event": "raised"}
+	if fmt.Sprint(got[0].Tags) != fmt.Sprint(want) {
+		t.Errorf("tags %v, want %v", got[0].Tags, want)
+	}
+}
