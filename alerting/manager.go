@@ -88,6 +88,10 @@ type Manager struct {
 	// lastSeq under it (and reads them without it: nobody else writes),
 	// readers take it to read. Subscribers are added and removed under it
 	// too, so a subscription and a snapshot taken together are exact.
+	// rules, when set, replaces Options.Rules after a reload (SetRules).
+	// The Run goroutine loads it for each new occurrence.
+	rules atomic.Pointer[[]model.SensorRules]
+
 	mu      sync.RWMutex
 	alarms  map[string]Alarm
 	met     metrics
@@ -739,6 +743,22 @@ func (m *Manager) enterpriseScope(src *Source, e int32) {
 	}
 }
 
+// SetRules makes the occurrences that start from now on follow rs, by
+// sensor index (whether they latch, the names of their limits): the
+// centre calls it when a reload of the rule files takes effect. An open
+// occurrence keeps the latch it started with. Safe to call from any
+// goroutine.
+func (m *Manager) SetRules(rs []model.SensorRules) { m.rules.Store(&rs) }
+
+// sensorRules are the rules in force: the last SetRules, else
+// Options.Rules.
+func (m *Manager) sensorRules() []model.SensorRules {
+	if rs := m.rules.Load(); rs != nil {
+		return *rs
+	}
+	return m.o.Rules
+}
+
 // policyOf is policy for an alarm found by id: its sensor may have left
 // the plant files.
 func (m *Manager) policyOf(a Alarm) Policy {
@@ -775,7 +795,8 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 	if a.State == model.StateNormal {
 		// Latching is for alarms of the value (gas alarms, GDS panels): a
 		// prewarning, a fault or offline ends with its condition.
-		pol.Latch = a.Class == model.ClassAlarm && int(sensor) < len(m.o.Rules) && m.o.Rules[sensor].Latch
+		rs := m.sensorRules()
+		pol.Latch = a.Class == model.ClassAlarm && int(sensor) < len(rs) && rs[sensor].Latch
 	}
 	if hs := m.o.Plant.Sensors[sensor].HazardSource; hs >= 0 {
 		pol.SourceLevel = m.o.Plant.HazardSources[hs].Level
@@ -814,8 +835,8 @@ func (m *Manager) limitKind(t model.Transition) string {
 	default:
 		return ""
 	}
-	if t.Sensor >= 0 && int(t.Sensor) < len(m.o.Rules) {
-		rs := &m.o.Rules[t.Sensor]
+	if all := m.sensorRules(); t.Sensor >= 0 && int(t.Sensor) < len(all) {
+		rs := &all[t.Sensor]
 		for k := range model.NumLimits {
 			if l := rs.Limits[k]; l.Set && l.Value == t.Limit && k.High() == t.Rule.High() {
 				return k.String()

@@ -763,3 +763,35 @@ func TestGatewayOfflineAlarm(t *testing.T) {
 		}
 	})
 }
+
+// TestSetRules: after SetRules a new occurrence latches by the new rules;
+// the one open at the time keeps the latch it started with.
+func TestSetRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, stop := run(t, &memLog{})
+		defer stop()
+		evs, cancel := m.Subscribe(8)
+		defer cancel()
+		const id = "e01-V101-LT"
+		now := time.Now()
+		submit(t, m, raise(t, id, model.H, 2.25, now))
+		if a := next(t, evs).Alarm; a.Latch {
+			t.Fatalf("%s: latched before SetRules", a.ID)
+		}
+		rs := slices.Clone(demo.Rules)
+		rs[sensor(t, id)].Latch = true
+		m.SetRules(rs)
+		submit(t, m, ret(t, id, model.ThresholdHigh, 1, now.Add(time.Second)))
+		if a := next(t, evs).Alarm; a.Latch || a.State != model.StateUnackRTN {
+			t.Fatalf("the open occurrence after SetRules: latch %v, %s; want its own latch kept (off)", a.Latch, a.State)
+		}
+		if err := m.Ack(context.Background(), id+".threshold_high.1", "张伟", ""); err != nil {
+			t.Fatal(err)
+		}
+		next(t, evs)
+		submit(t, m, raise(t, id, model.H, 2.25, now.Add(time.Minute)))
+		if a := next(t, evs).Alarm; a.ID != id+".threshold_high.2" || !a.Latch {
+			t.Fatalf("the next occurrence: %s latch %v, want .2 latched", a.ID, a.Latch)
+		}
+	})
+}

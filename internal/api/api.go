@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -158,6 +159,8 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	upg     websocket.Upgrader
+	// rules, when set, replaces Options.Rules after a reload (SetRules).
+	rules atomic.Pointer[[]model.SensorRules]
 
 	ctx    context.Context // ends at Close: stops the hub and every WebSocket
 	cancel context.CancelFunc

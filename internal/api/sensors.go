@@ -142,8 +142,8 @@ func (s *Server) sensorObject(i int32, worst map[string]alerting.Alarm) sensorJS
 	if sn.Gateway >= 0 {
 		o.Gateway = p.Gateways[sn.Gateway].ID
 	}
-	if s.o.Rules != nil {
-		for k, l := range s.o.Rules[i].Limits {
+	if rs := s.sensorRules(); rs != nil {
+		for k, l := range rs[i].Limits {
 			if l.Set {
 				o.Limits[model.LimitKind(k).String()] = l.Value
 			}
@@ -166,6 +166,25 @@ func (s *Server) sensorObject(i int32, worst map[string]alerting.Alarm) sensorJS
 		o.AlarmState = a.State.String()
 	}
 	return o
+}
+
+// SetRules makes the sensor objects show the limits of rs, by sensor
+// index, from now on: the centre calls it when a reload of the rule files
+// has taken effect. rs must have one entry per sensor of the plant.
+func (s *Server) SetRules(rs []model.SensorRules) error {
+	if len(rs) != len(s.plant.Sensors) {
+		return fmt.Errorf("api: %d sensor rules for %d sensors", len(rs), len(s.plant.Sensors))
+	}
+	s.rules.Store(&rs)
+	return nil
+}
+
+// sensorRules are the rules in force: the last SetRules, else Options.Rules.
+func (s *Server) sensorRules() []model.SensorRules {
+	if rs := s.rules.Load(); rs != nil {
+		return *rs
+	}
+	return s.o.Rules
 }
 
 type bucketJSON struct {

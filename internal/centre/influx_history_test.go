@@ -105,14 +105,11 @@ func TestInfluxHistory(t *testing.T) {
 	}
 }
 
-// apiHistory asks the centre's API for a sensor's history.
-func apiHistory(t *testing.T, addr, token, sensor string, from, to time.Time, step time.Duration) []store.Bucket {
+// apiGet asks the centre's API for path as token and decodes the answer,
+// which must be 200 OK, into out.
+func apiGet(t *testing.T, addr, token, path string, out any) {
 	t.Helper()
-	q := url.Values{"from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
-	if step > 0 {
-		q.Set("step", step.String())
-	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/sensors/"+url.PathEscape(sensor)+"/history?"+q.Encode(), nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,20 +120,31 @@ func apiHistory(t *testing.T, addr, token, sensor string, from, to time.Time, st
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		t.Fatalf("GET %s: %s: %s", path, resp.Status, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// apiHistory asks the centre's API for a sensor's history.
+func apiHistory(t *testing.T, addr, token, sensor string, from, to time.Time, step time.Duration) []store.Bucket {
+	t.Helper()
+	q := url.Values{"from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
+	if step > 0 {
+		q.Set("step", step.String())
+	}
 	var body struct {
 		Items []struct {
 			TS             time.Time
 			Mean, Min, Max float64
 			Count          int
 		}
-		Error string
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("history of %s: %s: %s", sensor, resp.Status, body.Error)
-	}
+	apiGet(t, addr, token, "/api/v1/sensors/"+url.PathEscape(sensor)+"/history?"+q.Encode(), &body)
 	out := make([]store.Bucket, len(body.Items))
 	for i, it := range body.Items {
 		out[i] = store.Bucket{TS: it.TS.UnixMilli(), Mean: it.Mean, Min: it.Min, Max: it.Max, Count: it.Count}

@@ -150,6 +150,9 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 		return ev, err
 	}
 	ev.Transitions = *sw.transitions
+	if err := c.api.SetRules(cfg.Rules); err != nil {
+		return ev, fmt.Errorf("centre: %w", err) // the same plant: cannot happen
+	}
 	c.cfg = &config.Config{Plant: c.cfg.Plant, Rules: cfg.Rules, Gateways: cfg.Gateways, Grades: c.cfg.Grades, Files: cfg.Files}
 	c.digest = ev.After
 	ev.At = c.o.Clock()
@@ -157,12 +160,17 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 	return ev, nil
 }
 
-// swapRules runs on the pipeline's goroutine: the engine takes the new
-// rules, and the returns of removed rules go to the alarms.
+// swapRules runs on the pipeline's goroutine: the engine and the alarm
+// manager take the new rules, and the returns of removed rules go to the
+// alarms.
 func (p *pipeline) swapRules(ctx context.Context, sw ruleSwap) {
 	var err error
 	p.trans, err = p.engine.Reload(p.plant, sw.rules, sw.gateways, p.clock(), p.trans[:0])
 	if err == nil {
+		// Before any transition of the new rules reaches the alarms, so
+		// that an occurrence they start latches and names its limit by
+		// them.
+		p.alarms.SetRules(sw.rules)
 		if n := len(p.trans); n > 0 {
 			p.log.Info("rules removed while raised: their conditions end", "transitions", n)
 		}
