@@ -15,33 +15,43 @@ import (
 // mixCycles poll cycles of their readings, one a second, in two delivery
 // orders.
 //
-// Rules. Every sensor has its limits with a deadband and delays, and the
-// defaults every sensor gets from the rule files (out_of_range on,
+// Rules. Every measuring sensor has its limits with a deadband and delays,
+// and the defaults every sensor gets from the rule files (out_of_range on,
 // bad_quality after 3, silent after 5 periods); 60 % have nothing more
 // ("thresholds only"), the other 40 % add rate of change (60 s window),
 // prediction (60 readings, 10 min horizon), frozen (process values only),
-// or two or three of them. Voting and stop-order power are not in the
-// engine yet, so not in the mix.
+// or two or three of them. Every gas detector votes in a group of its
+// controller's neighbouring channels, three to a group (four or five for
+// the last of a controller), 2-out-of-n. SIS state sensors have the SIS
+// bypass rule, power meters the stop-order rule of a stop-ordered
+// enterprise (a configured idle baseline for two in three, a learned one
+// for the rest).
 //
 // Sensors sit on devices by kind, as on a real gateway: a gas controller's
 // channels are combustible detectors (H 25, HH 50 %LEL), a PLC's process
 // values (L/LL/H/HH, or H/HH only), an analyser's oxygen (two one-sided L1
-// alarms at 19.5 and 23.5 %VOL); 40 %, 48 % and 12 % of devices. Dense
-// indexes follow the plant file, which lists sensors gateway by gateway and
-// device by device.
+// alarms at 19.5 and 23.5 %VOL), an SIS's states (0 normal, 1 bypassed, 2
+// tripped), a power meter's feeders (kW); 40 %, 41 %, 10 %, 6 % and 3 % of
+// devices, the last two with 2–8 and 1–4 channels. Dense indexes follow the
+// plant file, which lists sensors gateway by gateway and device by device.
 //
 // Values mostly stay normal: noise with some memory around a set point and
 // a slow drift. A few things happen, each at a random time: excursions past
-// H, some past HH, or under L (0.4 % of sensors); process values run close
-// to H whose noise carries them across (1 in 1 000); transmitters stuck on
-// one value (2 % of those with the frozen rule); devices that stop
-// answering for a few cycles (2 % of devices); detectors that report their
-// own fault; spikes above the instrument's range; a lone timeout in 10 000
-// readings.
+// H, some past HH, or under L (0.4 % of sensors); gas leaks that the
+// detectors of one voting group see together, each a little later and
+// weaker than the first (1 % of groups); process values run close to H
+// whose noise carries them across (1 in 1 000); transmitters stuck on one
+// value (2 % of those with the frozen rule); devices that stop answering
+// for a few cycles (2 % of devices); detectors that report their own fault;
+// spikes above the instrument's range; an SIS bypassed for a while (5 % of
+// them, some then tripped); production restarted under a stop order for
+// six minutes (a quarter of the power meters: the stop-order rule's delay
+// is five); a lone timeout in 10 000 readings.
 type mix struct {
 	plant    *model.Plant
 	rules    []model.SensorRules
 	gateways []model.GatewayRules // the rule files' default: silent after 5 periods
+	groups   int                  // voting groups
 	// ids are the sensors' ids, which the naive baseline looks state up by.
 	ids []string
 	// ordered: each cycle the gateways' messages come in an order of their
@@ -81,7 +91,20 @@ const (
 	mixGas mixKind = iota
 	mixProcess
 	mixOxygen
+	mixSIS
+	mixPower
 )
+
+// mixLearnMS is how long a power meter without an idle baseline learns
+// it: a minute of the 10-minute mix (the rule files' default is an hour).
+const mixLearnMS = 60_000
+
+// episode is one excursion of a series: from start the value moves by up
+// to peak over up cycles, stands for hold and comes back over down.
+type episode struct {
+	start, up, hold, down int
+	peak                  float64 // the change at the top, added to the series
+}
 
 // newMix builds a mix of n sensors from seed.
 func newMix(n int, seed uint64) *mix {
@@ -91,6 +114,7 @@ func newMix(n int, seed uint64) *mix {
 	var kinds []mixKind
 	var gwStart []int32 // gateway g's sensors are gwStart[g]:gwStart[g+1]
 	var devOf []int32   // the plant-wide device number of each sensor
+	var leaks []episode // a voting group's leak as each member sees it; zero: none
 	devices := 0
 	for len(p.Sensors) < n {
 		g := int32(len(p.Gateways))
@@ -101,16 +125,21 @@ func newMix(n int, seed uint64) *mix {
 				break
 			}
 			gw.Devices = append(gw.Devices, model.Device{ID: fmt.Sprint("d", d), PollPeriodMS: 1000})
-			kind := mixProcess
+			kind, channels := mixProcess, 8+rng.IntN(48)
 			switch u := rng.Float64(); {
 			case u < 0.40:
 				kind = mixGas
-			case u > 0.88:
+			case u < 0.50:
 				kind = mixOxygen
+			case u < 0.56:
+				kind, channels = mixSIS, 2+rng.IntN(7)
+			case u < 0.59:
+				kind, channels = mixPower, 1+rng.IntN(4)
 			}
 			onDelay := []int64{0, 2000, 5000}[rng.IntN(3)]
 			offDelay := []int64{0, 2000}[rng.IntN(2)]
-			for c := range 8 + rng.IntN(48) {
+			first := len(p.Sensors)
+			for c := range channels {
 				if len(p.Sensors) == n {
 					break
 				}
@@ -121,6 +150,10 @@ func newMix(n int, seed uint64) *mix {
 				m.ids = append(m.ids, s.ID)
 				kinds = append(kinds, kind)
 				devOf = append(devOf, int32(devices))
+				leaks = append(leaks, episode{})
+			}
+			if kind == mixGas {
+				m.groups += mixGroups(rng, gw.Devices[d].ID, m.rules, leaks, first, len(p.Sensors))
 			}
 			devices++
 		}
@@ -164,6 +197,9 @@ func newMix(n int, seed uint64) *mix {
 	series := make([]float64, mixCycles)
 	for i := range n {
 		mixSeries(rng, series, kinds[i], &p.Sensors[i], &m.rules[i])
+		if leaks[i].up > 0 {
+			add(series, leaks[i])
+		}
 		out := outage[devOf[i]]
 		for k, v := range series {
 			raw := int16(max(min(math.Round(v/mixScale), math.MaxInt16), rawFault+1))
@@ -190,7 +226,8 @@ func inverse(order []int32) []int32 {
 }
 
 // mixSensor is one sensor of a kind and its rules: limits, the defaults,
-// and for 40 % of sensors trend or frozen rules.
+// and for 40 % of measuring sensors trend or frozen rules; the SIS bypass
+// or stop-order rule for a state or a power meter.
 func mixSensor(rng *rand.Rand, kind mixKind, onDelay, offDelay int64) (model.Sensor, model.SensorRules) {
 	s := model.Sensor{HazardSource: -1, RangeMin: 0, RangeMax: 100}
 	rs := model.SensorRules{SilentPeriods: 5, OutOfRange: true, BadQuality: 3, OnDelayMS: onDelay, OffDelayMS: offDelay}
@@ -223,6 +260,22 @@ func mixSensor(rng *rand.Rand, kind mixKind, onDelay, offDelay int64) (model.Sen
 		lim(model.H, 23.5)
 		rs.Deadband = 0.2
 		rate = model.RateRule{Rise: 1, Fall: 1, WindowMS: 60_000, Deadband: 0.2, OnDelayMS: 2000}
+	case mixSIS:
+		// A state: no limits and no trends, only the bypass of a level 1
+		// or 2 source's SIS.
+		s.Kind, s.RangeMax = model.SIS, 2
+		rs.SISBypass = model.SISBypassRule{On: true, OnDelayMS: 5000, SourceLevel: 1 + rng.IntN(2)}
+		return s, rs
+	case mixPower:
+		// A feeder of a stop-ordered enterprise, in kW: idle it draws
+		// 15–60, producing 150–300.
+		s.Kind, s.RangeMax = model.Power, 320
+		rs.OnDelayMS, rs.OffDelayMS = 0, 0
+		rs.StopOrder = model.StopOrderRule{On: true, MarginPct: 20, DelayMS: 300_000, LearnMS: mixLearnMS}
+		if rng.IntN(3) > 0 {
+			rs.StopOrder.BaselineKW = math.Round(15 + 45*rng.Float64())
+		}
+		return s, rs
 	}
 	pred := model.PredictionRule{Window: 60, HorizonMS: 600_000}
 	frozen := model.FrozenRule{DurationMS: 120_000, Epsilon: 0.005}
@@ -247,11 +300,67 @@ func mixSensor(rng *rand.Rand, kind mixKind, onDelay, offDelay int64) (model.Sen
 	return s, rs
 }
 
+// mixGroups makes voting groups of the gas detectors first:end of one
+// controller, three neighbouring channels to a group and the last one or
+// two in the last group, 2-out-of-n, and gives 1 % of the groups a leak
+// that every member sees: the first as it is, each other a few seconds
+// later and at 50–110 % of its size. It returns the number of groups.
+func mixGroups(rng *rand.Rand, dev string, rules []model.SensorRules, leaks []episode, first, end int) int {
+	groups := 0
+	for start := first; end-start >= 3; groups++ {
+		stop := start + 3
+		if end-stop < 3 {
+			stop = end
+		}
+		v := model.VoteRule{Name: fmt.Sprintf("%s-%d-g%d", dev, first, groups), K: 2}
+		for i := start; i < stop; i++ {
+			v.Members = append(v.Members, int32(i))
+		}
+		for _, i := range v.Members {
+			rules[i].Vote = v
+		}
+		if rng.Float64() < 0.01 {
+			ep := episode{up: 10 + rng.IntN(50), hold: 20 + rng.IntN(40), down: 20 + rng.IntN(40), peak: 30 + 30*rng.Float64()}
+			ep.start = rng.IntN(mixCycles - ep.up - ep.hold - ep.down - 12)
+			for k, i := range v.Members {
+				e := ep
+				if k > 0 {
+					e.start += 1 + rng.IntN(10)
+					e.peak *= 0.5 + 0.6*rng.Float64()
+				}
+				leaks[i] = e
+			}
+		}
+		start = stop
+	}
+	return groups
+}
+
+// add adds an episode to v.
+func add(v []float64, ep episode) {
+	for k := range ep.up + ep.hold + ep.down {
+		f := 1.0
+		switch {
+		case k < ep.up:
+			f = float64(k) / float64(ep.up)
+		case k >= ep.up+ep.hold:
+			f = 1 - float64(k-ep.up-ep.hold)/float64(ep.down)
+		}
+		v[ep.start+k] += ep.peak * f
+	}
+}
+
 // mixSeries fills v with one sensor's values over mixCycles cycles; NaN
 // marks a reading the detector flags with its own fault bit.
 func mixSeries(rng *rand.Rand, v []float64, kind mixKind, s *model.Sensor, rs *model.SensorRules) {
 	var mean, noise, drift float64
 	switch kind {
+	case mixSIS:
+		sisSeries(rng, v)
+		return
+	case mixPower:
+		powerSeries(rng, v, rs)
+		return
 	case mixGas:
 		mean, noise, drift = 0.3+1.7*rng.Float64(), 0.2+0.3*rng.Float64(), 0.5*rng.Float64()
 	case mixProcess:
@@ -317,16 +426,45 @@ func excursion(rng *rand.Rand, v []float64, kind mixKind, rs *model.SensorRules)
 		peak = 18.5 + 1.3*rng.Float64()
 	}
 	start := rng.IntN(mixCycles - up - hold - down)
-	base := v[start]
-	for k := range up + hold + down {
-		f := 1.0
-		switch {
-		case k < up:
-			f = float64(k) / float64(up)
-		case k >= up+hold:
-			f = 1 - float64(k-up-hold)/float64(down)
+	add(v, episode{start: start, up: up, hold: hold, down: down, peak: peak - v[start]})
+}
+
+// sisSeries is an SIS state: normal (0), and for 5 % of them bypassed (1)
+// for 20 s to 2 min at a random time, a third of those then tripped (2)
+// for a while.
+func sisSeries(rng *rand.Rand, v []float64) {
+	clear(v)
+	if rng.Float64() >= 0.05 {
+		return
+	}
+	start := rng.IntN(mixCycles - 200)
+	end := start + 20 + rng.IntN(100)
+	for k := start; k < end; k++ {
+		v[k] = 1
+	}
+	if rng.IntN(3) == 0 {
+		for k := end; k < end+10+rng.IntN(60); k++ {
+			v[k] = 2
 		}
-		v[start+k] += (peak - base) * f
+	}
+}
+
+// powerSeries is a feeder of a stop-ordered enterprise: its idle draw
+// (the configured baseline, or 15–60 kW) with 3 % noise, and for a
+// quarter of them production restarted after the learning minute, at
+// 150–300 kW for six minutes: past the rule's five-minute delay.
+func powerSeries(rng *rand.Rand, v []float64, rs *model.SensorRules) {
+	idle := rs.StopOrder.BaselineKW
+	if idle == 0 {
+		idle = 15 + 45*rng.Float64()
+	}
+	for k := range v {
+		v[k] = idle * (1 + 0.03*rng.NormFloat64())
+	}
+	if rng.Float64() < 0.25 {
+		ep := episode{start: mixLearnMS/1000 + 10 + rng.IntN(100), up: 5 + rng.IntN(20), hold: 360, down: 5 + rng.IntN(10)}
+		ep.peak = 150 + 150*rng.Float64() - idle
+		add(v, ep)
 	}
 }
 
@@ -468,7 +606,8 @@ func (c *ruleCounts) add(out []model.Transition) {
 // Tick raises.
 var mixRules = []model.RuleKind{
 	model.ThresholdHigh, model.ThresholdLow, model.RateRise, model.RateFall, model.PredictHigh,
-	model.PredictLow, model.Frozen, model.OutOfRange, model.BadQuality,
+	model.PredictLow, model.Frozen, model.OutOfRange, model.BadQuality, model.Voted,
+	model.StopOrder, model.SISBypass,
 }
 
 // TestEvalMix: the realistic mix of BenchmarkEval/mix, at 10 000 sensors

@@ -13,17 +13,29 @@ import (
 // appended to at the end and sliced off at the front; the prediction fits
 // its least-squares line from scratch over the whole window at every
 // reading; a threshold direction waits for its delays with one pending
-// stage and the time it became pending.
+// stage and the time it became pending; a voting group, found by its name
+// in a map, counts its members' votes afresh at each member's reading; a
+// learned stop-order baseline is the mean of the readings of the learning
+// period, kept in a slice.
 //
 // It has every rule of the engine, with the same limits, deadbands, delays
 // and defaults, and raises and returns each of them on the mix
 // (TestEvalMix). It does not match the engine transition for transition:
 // its prediction has one fit, not two, and no rest after a cancel, and a
 // pending threshold restarts its delay when the stage it waits for
-// changes. What it measures is the same work done without dense indexes,
-// fixed rings and incremental sums.
+// changes; its learned baseline is a plain mean. What it measures is the
+// same work done without dense indexes, fixed rings and incremental sums.
 type naiveEngine struct {
 	sensors map[string]*naiveSensor
+	groups  map[string]*naiveGroup
+}
+
+// naiveGroup is a voting group: its members, and what its last transition
+// said.
+type naiveGroup struct {
+	members   []*naiveSensor
+	k         int
+	confirmed bool
 }
 
 type naiveSensor struct {
@@ -49,16 +61,34 @@ type naiveSensor struct {
 	outOfRange bool
 	badRun     int
 	badActive  bool
+
+	learned              []float64 // stop-order: the readings of the learning period
+	learnEnd, powerSince int64
+	baseline             float64
+	learning, power      bool
+
+	sisSince int64
+	sis      bool
 }
 
 func newNaive(p *model.Plant, rs []model.SensorRules) *naiveEngine {
-	e := &naiveEngine{sensors: make(map[string]*naiveSensor, len(p.Sensors))}
+	e := &naiveEngine{sensors: make(map[string]*naiveSensor, len(p.Sensors)), groups: map[string]*naiveGroup{}}
 	for i := range p.Sensors {
 		s := &p.Sensors[i]
-		e.sensors[s.ID] = &naiveSensor{
+		ns := &naiveSensor{
 			idx: int32(i), rules: rs[i],
 			checkRange: s.RangeMax > s.RangeMin, rangeLo: s.RangeMin, rangeHi: s.RangeMax,
-			lastTS: math.MinInt64, qualTS: math.MinInt64,
+			lastTS: math.MinInt64, qualTS: math.MinInt64, sisSince: math.MinInt64, powerSince: math.MinInt64,
+			baseline: rs[i].StopOrder.BaselineKW, learning: rs[i].StopOrder.BaselineKW <= 0, learnEnd: math.MinInt64,
+		}
+		e.sensors[s.ID] = ns
+		if v := rs[i].Vote; v.On() {
+			g := e.groups[v.Name]
+			if g == nil {
+				g = &naiveGroup{k: v.K}
+				e.groups[v.Name] = g
+			}
+			g.members = append(g.members, ns)
 		}
 	}
 	return e
@@ -75,7 +105,7 @@ func (e *naiveEngine) Eval(id string, r model.Reading, out []model.Transition) [
 		out = s.qualityFaults(r, out)
 	}
 	if r.Quality == model.Bad || !r.HasValue || math.IsNaN(r.Value) || r.TS <= s.lastTS {
-		return out
+		return e.vote(s, r, out)
 	}
 	s.lastTS = r.TS
 	rs := &s.rules
@@ -90,7 +120,92 @@ func (e *naiveEngine) Eval(id string, r model.Reading, out []model.Transition) [
 	if rs.Frozen.On() {
 		out = s.checkFrozen(r, out)
 	}
+	if rs.StopOrder.On {
+		out = s.stopOrder(r, out)
+	}
+	if rs.SISBypass.On {
+		out = s.bypass(r, out)
+	}
+	return e.vote(s, r, out)
+}
+
+// vote counts the votes of s's group, if it has one.
+func (e *naiveEngine) vote(s *naiveSensor, r model.Reading, out []model.Transition) []model.Transition {
+	if !s.rules.Vote.On() {
+		return out
+	}
+	g := e.groups[s.rules.Vote.Name]
+	votes := 0
+	for _, m := range g.members {
+		if m.hi.stage >= 1 && !m.outOfRange && !m.badActive {
+			votes++
+		}
+	}
+	if confirmed := votes >= g.k; confirmed != g.confirmed {
+		g.confirmed = confirmed
+		out = append(out, model.Transition{Sensor: g.members[0].idx, Rule: model.Voted, Class: model.ClassAlarm, Level: model.L2,
+			Active: confirmed, Value: float64(votes), Limit: float64(g.k), TS: r.TS, Late: r.Late})
+	}
 	return out
+}
+
+func (s *naiveSensor) stopOrder(r model.Reading, out []model.Transition) []model.Transition {
+	so := &s.rules.StopOrder
+	if s.learning {
+		if s.learnEnd == math.MinInt64 {
+			s.learnEnd = r.TS + so.LearnMS
+		}
+		if r.TS < s.learnEnd {
+			s.learned = append(s.learned, r.Value)
+			return out
+		}
+		sum := 0.0
+		for _, v := range s.learned {
+			sum += v
+		}
+		s.baseline, s.learning, s.learned = sum/float64(max(len(s.learned), 1)), false, nil
+	}
+	margin := so.MarginPct / 100
+	switch {
+	case !s.power && r.Value <= s.baseline*(1+margin):
+		s.powerSince = math.MinInt64
+		return out
+	case !s.power:
+		if s.powerSince == math.MinInt64 {
+			s.powerSince = r.TS
+		}
+		if r.TS-s.powerSince < so.DelayMS {
+			return out
+		}
+		s.power = true
+	case r.Value >= s.baseline*(1+margin/2):
+		return out
+	default:
+		s.power, s.powerSince = false, math.MinInt64
+	}
+	return append(out, s.transition(model.StopOrder, model.ClassViolation, s.power, r.Value, s.baseline, r))
+}
+
+func (s *naiveSensor) bypass(r model.Reading, out []model.Transition) []model.Transition {
+	if math.Round(r.Value) != 1 {
+		s.sisSince = math.MinInt64
+		if !s.sis {
+			return out
+		}
+		s.sis = false
+	} else {
+		if s.sis {
+			return out
+		}
+		if s.sisSince == math.MinInt64 {
+			s.sisSince = r.TS
+		}
+		if r.TS-s.sisSince < s.rules.SISBypass.OnDelayMS {
+			return out
+		}
+		s.sis = true
+	}
+	return append(out, s.transition(model.SISBypass, model.ClassViolation, s.sis, r.Value, float64(s.rules.SISBypass.SourceLevel), r))
 }
 
 func (s *naiveSensor) transition(rule model.RuleKind, class model.AlarmClass, active bool, value, limit float64, r model.Reading) model.Transition {
