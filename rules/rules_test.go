@@ -423,7 +423,9 @@ func noDelays(rs []model.SensorRules) []model.SensorRules {
 // trends are fitted but rarely raise, as in a plant that runs normally;
 // bad_quality sees one bad reading in four. "threshold" is a sensor with
 // its limits only, "defaults" adds what every sensor has unless its rules
-// say otherwise (out_of_range, bad_quality), "all" is every rule at once.
+// say otherwise (out_of_range, bad_quality), "all" is every rule of a
+// sensor's own value at once; "voted", "stop_order" and "sis_bypass" add
+// one rule each to the limits.
 func benchEvalRules(b *testing.B) {
 	const sensors, period = 1000, 600 // readings per sensor in one pass of its pattern
 	limits := [model.NumLimits]model.Limit{
@@ -450,6 +452,16 @@ func benchEvalRules(b *testing.B) {
 		{"all", with(func(r *model.SensorRules) {
 			r.Rate, r.Prediction, r.Frozen, r.OutOfRange, r.BadQuality = rate, pred, frozen, true, 3
 		}), false},
+		// Voting: groups of three neighbours, 2oo3 (the members are set
+		// below); stop-order power and SIS bypass on values that stay idle
+		// and not bypassed, as nearly always.
+		{"voted", base, false},
+		{"stop_order", with(func(r *model.SensorRules) {
+			r.StopOrder = model.StopOrderRule{On: true, BaselineKW: 60, MarginPct: 20, DelayMS: 300_000}
+		}), false},
+		{"sis_bypass", with(func(r *model.SensorRules) {
+			r.SISBypass = model.SISBypassRule{On: true, OnDelayMS: 5000, SourceLevel: 1}
+		}), false},
 	}
 	p := &model.Plant{Gateways: []model.Gateway{{ID: "gw", PollPeriodMS: 1000, Devices: []model.Device{{ID: "d", PollPeriodMS: 1000}}}}}
 	for i := range sensors {
@@ -470,6 +482,10 @@ func benchEvalRules(b *testing.B) {
 			rs := make([]model.SensorRules, sensors)
 			for i := range rs {
 				rs[i] = kc.rules
+				if kc.name == "voted" && i%3 == 0 && i+3 <= sensors {
+					g := model.VoteRule{Name: fmt.Sprint("g", i), K: 2, Members: []int32{int32(i), int32(i + 1), int32(i + 2)}}
+					rs[i].Vote, rs[i+1].Vote, rs[i+2].Vote = g, g, g
+				}
 			}
 			e := New(p, rs, nil)
 			out := make([]model.Transition, 0, 8)
