@@ -353,7 +353,6 @@ func add(v []float64, ep episode) {
 // mixSeries fills v with one sensor's values over mixCycles cycles; NaN
 // marks a reading the detector flags with its own fault bit.
 func mixSeries(rng *rand.Rand, v []float64, kind mixKind, s *model.Sensor, rs *model.SensorRules) {
-	var mean, noise, drift float64
 	switch kind {
 	case mixSIS:
 		sisSeries(rng, v)
@@ -361,27 +360,10 @@ func mixSeries(rng *rand.Rand, v []float64, kind mixKind, s *model.Sensor, rs *m
 	case mixPower:
 		powerSeries(rng, v, rs)
 		return
-	case mixGas:
-		mean, noise, drift = 0.3+1.7*rng.Float64(), 0.2+0.3*rng.Float64(), 0.5*rng.Float64()
-	case mixProcess:
-		mean, noise, drift = 40+20*rng.Float64(), 0.1+0.9*rng.Float64(), 0.5*rng.Float64()
-		if rng.Float64() < 0.001 {
-			// A value run close to its H limit: the noise carries it across.
-			mean, noise = rs.Limits[model.H].Value-1.5*rng.Float64(), 0.8
-		}
-	case mixOxygen:
-		mean, noise, drift = 20.9, 0.03, 0.1*rng.Float64()
 	}
-	phase, ar := 2*math.Pi*rng.Float64(), 0.0
+	g := newMixNoise(rng, kind, rs)
 	for k := range v {
-		// Noise with some memory, as a transmitter's damping gives it.
-		ar = 0.6*ar + 0.8*noise*rng.NormFloat64()
-		v[k] = mean + drift*math.Sin(2*math.Pi*float64(k)/mixCycles+phase) + ar
-	}
-	if kind == mixGas {
-		for k := range v {
-			v[k] = max(v[k], 0) // a detector in clean air reads 0, not less
-		}
+		v[k] = g.next(rng, k)
 	}
 	if rng.Float64() < 0.004 {
 		excursion(rng, v, kind, rs)
@@ -404,6 +386,42 @@ func mixSeries(rng *rand.Rand, v []float64, kind mixKind, s *model.Sensor, rs *m
 			v[k2] = math.NaN()
 		}
 	}
+}
+
+// mixNoise is the normal life of a measured value: noise with some memory
+// (as a transmitter's damping gives it: AR(1), lag-1 autocorrelation 0.6)
+// around a set point, and a slow drift over mixCycles.
+type mixNoise struct {
+	mean, noise, drift, phase, ar float64
+	gas                           bool // clipped at 0: a detector in clean air reads 0, not less
+}
+
+func newMixNoise(rng *rand.Rand, kind mixKind, rs *model.SensorRules) *mixNoise {
+	g := &mixNoise{gas: kind == mixGas}
+	switch kind {
+	case mixGas:
+		g.mean, g.noise, g.drift = 0.3+1.7*rng.Float64(), 0.2+0.3*rng.Float64(), 0.5*rng.Float64()
+	case mixProcess:
+		g.mean, g.noise, g.drift = 40+20*rng.Float64(), 0.1+0.9*rng.Float64(), 0.5*rng.Float64()
+		if rng.Float64() < 0.001 {
+			// A value run close to its H limit: the noise carries it across.
+			g.mean, g.noise = rs.Limits[model.H].Value-1.5*rng.Float64(), 0.8
+		}
+	case mixOxygen:
+		g.mean, g.noise, g.drift = 20.9, 0.03, 0.1*rng.Float64()
+	}
+	g.phase = 2 * math.Pi * rng.Float64()
+	return g
+}
+
+// next is the value of cycle k.
+func (g *mixNoise) next(rng *rand.Rand, k int) float64 {
+	g.ar = 0.6*g.ar + 0.8*g.noise*rng.NormFloat64()
+	v := g.mean + g.drift*math.Sin(2*math.Pi*float64(k)/mixCycles+g.phase) + g.ar
+	if g.gas {
+		v = max(v, 0)
+	}
+	return v
 }
 
 // excursion adds one episode to v: the value leaves its normal band,
