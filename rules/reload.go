@@ -103,8 +103,7 @@ func (e *Engine) carry(n *Engine, i int32, ts int64, out []model.Transition) []m
 		if nw.rate >= 0 {
 			ns := &n.rates[nw.rate]
 			if ns.pts.size == was.pts.size && ors.Rate.WindowMS == nrs.Rate.WindowMS {
-				copy(n.pts[ns.pts.off:ns.pts.off+ns.pts.size], e.pts[was.pts.off:was.pts.off+was.pts.size])
-				ns.pts.head, ns.pts.n = was.pts.head, was.pts.n
+				copyRing(&ns.pts, n.pts, &was.pts, e.pts)
 				ns.rise, ns.fall = was.rise, was.fall
 			} else {
 				ns.rise.active, ns.fall.active = was.rise.active, was.fall.active
@@ -130,10 +129,10 @@ func (e *Engine) carry(n *Engine, i int32, ts int64, out []model.Transition) []m
 		if nw.pred >= 0 {
 			ns = &n.preds[nw.pred]
 			if ns.pts.size == was.pts.size {
-				copy(n.pts[ns.pts.off:ns.pts.off+ns.pts.size], e.pts[was.pts.off:was.pts.off+was.pts.size])
-				keep := ns.pts.off
+				keep := ns.pts
+				copyRing(&keep, n.pts, &was.pts, e.pts)
 				*ns = *was
-				ns.pts.off = keep
+				ns.pts = keep
 			} else {
 				ns.hi, ns.lo = predCond{active: was.hi.active, target: was.hi.target}, predCond{active: was.lo.active, target: was.lo.target}
 			}

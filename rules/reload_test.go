@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,50 @@ func TestReloadVoted(t *testing.T) {
 		out = e.Eval(model.Reading{SensorIdx: 2, TS: 7000, Value: 30, HasValue: true}, out[:0])
 	}); n != 0 {
 		t.Errorf("Eval after a reload: %v allocations, want 0", n)
+	}
+}
+
+// TestReloadKeepsWindows: a reload that gives another sensor a rate and a
+// prediction moves every ring of those sizes to new places (they are laid
+// out by time, see ring); the windows of the sensors whose rules did not
+// change go with them, so those sensors decide exactly as an engine that
+// was never reloaded.
+func TestReloadKeepsWindows(t *testing.T) {
+	p := &model.Plant{Gateways: []model.Gateway{{ID: "gw", PollPeriodMS: 1000}}}
+	for _, id := range []string{"a", "b", "c"} {
+		p.Sensors = append(p.Sensors, model.Sensor{ID: id, Gateway: 0, Device: -1, HazardSource: -1})
+	}
+	p.Index()
+	trend := allRules
+	trend.Frozen = model.FrozenRule{}
+	before := []model.SensorRules{trend, {}, trend}
+	after := []model.SensorRules{trend, trend, trend}
+	plain, reloaded := New(p, before, nil), New(p, before, nil)
+	var want, got []string
+	for k := range 200 {
+		if k == 100 {
+			out, err := reloaded.Reload(p, after, nil, time.UnixMilli(int64(k)*1000), nil)
+			if err != nil || len(out) != 0 {
+				t.Fatalf("reload: %+v, %v", out, err)
+			}
+		}
+		for _, i := range []int32{0, 2} {
+			// A level that rises through H and HH, falls back and again.
+			v := 10 + 14*math.Abs(math.Sin(float64(k)/40+float64(i)))
+			r := model.Reading{SensorIdx: i, TS: int64(k) * 1000, Value: v, HasValue: true}
+			for _, tr := range plain.Eval(r, nil) {
+				want = append(want, formatTransition(p, tr))
+			}
+			for _, tr := range reloaded.Eval(r, nil) {
+				got = append(got, formatTransition(p, tr))
+			}
+		}
+		reloaded.Eval(model.Reading{SensorIdx: 1, TS: int64(k) * 1000, Value: 5, HasValue: true}, nil)
+	}
+	if len(want) < 10 {
+		t.Fatalf("%d transitions: the readings do not exercise the windows", len(want))
+	}
+	if g, w := strings.Join(got, "\n"), strings.Join(want, "\n"); g != w {
+		t.Errorf("after the reload\n%s\nwant, as without it,\n%s", g, w)
 	}
 }

@@ -142,7 +142,8 @@ type Engine struct {
 	gwStart    []int32
 
 	// Side tables of the rules only some sensors have, and the readings
-	// their windows hold (each rate and prediction owns a slice of pts).
+	// their windows hold (each rate and prediction has a ring in pts,
+	// laid out by time: see ring).
 	rates  []rateState
 	preds  []predState
 	frozen []frozenState
@@ -168,7 +169,6 @@ func New(p *model.Plant, rs []model.SensorRules, gs []model.GatewayRules) *Engin
 		pollMS:   make([]int64, n),
 	}
 	copy(e.rules, rs)
-	npts := 0
 	for i := range p.Sensors {
 		s, rs := &p.Sensors[i], &e.rules[i]
 		poll := pollPeriod(p, s)
@@ -186,13 +186,11 @@ func New(p *model.Plant, rs []model.SensorRules, gs []model.GatewayRules) *Engin
 		}
 		if rs.Rate.On() {
 			st.rate = int32(len(e.rates))
-			e.rates = append(e.rates, newRateState(npts, rateCap(rs.Rate.WindowMS, poll)))
-			npts += int(e.rates[st.rate].pts.size)
+			e.rates = append(e.rates, newRateState(rateCap(rs.Rate.WindowMS, poll)))
 		}
 		if rs.Prediction.On() {
 			st.pred = int32(len(e.preds))
-			e.preds = append(e.preds, newPredState(npts, rs.Prediction.Window))
-			npts += rs.Prediction.Window
+			e.preds = append(e.preds, newPredState(rs.Prediction.Window))
 		}
 		if rs.Frozen.On() {
 			st.frozen = int32(len(e.frozen))
@@ -200,7 +198,16 @@ func New(p *model.Plant, rs []model.SensorRules, gs []model.GatewayRules) *Engin
 		}
 		e.st[i] = st
 	}
-	e.pts = make([]point, npts)
+	var rings []*ring // in sensor order
+	for i := range e.st {
+		if st := &e.st[i]; st.rate >= 0 {
+			rings = append(rings, &e.rates[st.rate].pts)
+		}
+		if st := &e.st[i]; st.pred >= 0 {
+			rings = append(rings, &e.preds[st.pred].pts)
+		}
+	}
+	e.pts = make([]point, layoutRings(rings))
 	e.initGateways(p, gs)
 	e.initGroups()
 	e.initViolations()

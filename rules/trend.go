@@ -8,27 +8,40 @@ type point struct {
 	v  float64
 }
 
-// ring is a window of readings, oldest first, in the engine's pts from off
-// to off+size. It holds indexes only, so a state that holds one stays
-// small and copyable; the points live in one slice allocated at New.
+// ring is a window of readings, oldest first, in the engine's pts. It
+// holds indexes only, so a state that holds one stays small and copyable;
+// the points live in one slice allocated at New.
+//
+// The rings of one size are laid out by time, not one after the other:
+// slot i of the ring in column col is pts[off + i·stride + col], stride
+// being the number of rings of that size. Sensors read once a cycle push
+// their readings in step, so the rules stage, going through a cycle's
+// readings in plant order, writes and reads their rings' slots in
+// sequence, where a ring of its own for each sensor would make every
+// reading a cache miss somewhere in 70 MB of windows for 100 000 sensors
+// (docs/PERFORMANCE.md).
 type ring struct {
-	off, size int32
-	head      int32 // where the next point goes
-	n         int32 // points held
+	off, stride, col int32
+	size             int32
+	head             int32 // where the next point goes
+	n                int32 // points held
 }
+
+// slot is where slot i of the ring lies in pts.
+func (g *ring) slot(i int32) int32 { return g.off + i*g.stride + g.col }
 
 func (g *ring) at(pts []point, k int32) *point { // k-th oldest, 0 ≤ k < n
 	i := g.head - g.n + k
 	if i < 0 {
 		i += g.size
 	}
-	return &pts[g.off+i]
+	return &pts[g.slot(i)]
 }
 
 // push appends p, dropping the oldest point when the ring is full, and
 // reports the dropped point.
 func (g *ring) push(pts []point, p point) (dropped point, full bool) {
-	slot := &pts[g.off+g.head]
+	slot := &pts[g.slot(g.head)]
 	if g.n == g.size {
 		dropped, full = *slot, true
 	} else {
@@ -67,9 +80,9 @@ type rateCond struct {
 	since int64
 }
 
-func newRateState(off, size int) rateState {
+func newRateState(size int) rateState {
 	return rateState{
-		pts:  ring{off: int32(off), size: int32(size)},
+		pts:  ring{size: int32(size)},
 		rise: rateCond{since: never}, fall: rateCond{since: never},
 	}
 }
@@ -211,8 +224,37 @@ const clearHorizon = 1.25
 // minShort is the fewest readings in the short fit.
 const minShort = 5
 
-func newPredState(off, window int) predState {
-	return predState{pts: ring{off: int32(off), size: int32(window)}, short: int32(min(max(window/4, minShort), window))}
+func newPredState(window int) predState {
+	return predState{pts: ring{size: int32(window)}, short: int32(min(max(window/4, minShort), window))}
+}
+
+// layoutRings places every rate's and prediction's ring in pts, by size
+// and in sensor order within a size (see ring), and returns how many
+// points they need.
+func layoutRings(rings []*ring) int {
+	count := map[int32]int32{} // rings of each size
+	for _, g := range rings {
+		g.col = count[g.size]
+		count[g.size]++
+	}
+	off, base := 0, map[int32]int32{}
+	for _, g := range rings {
+		if _, ok := base[g.size]; !ok {
+			base[g.size] = int32(off)
+			off += int(g.size) * int(count[g.size])
+		}
+		g.off, g.stride = base[g.size], count[g.size]
+	}
+	return off
+}
+
+// copyRing copies the points and position of ring src (in spts) to ring
+// dst (in dpts), of the same size.
+func copyRing(dst *ring, dpts []point, src *ring, spts []point) {
+	for i := range src.size {
+		dpts[dst.slot(i)] = spts[src.slot(i)]
+	}
+	dst.head, dst.n = src.head, src.n
 }
 
 // rebase recomputes the sums exactly from the ring against its oldest
