@@ -147,8 +147,9 @@ func (e *Engine) markGateway(g int32, on bool) {
 }
 
 // heardAgain ends the offline conditions a live reading of a marked sensor
-// ends: its gateway's, then its own.
-func (e *Engine) heardAgain(st *sensorState, r model.Reading, out []model.Transition) []model.Transition {
+// ends: its gateway's, then its own, whose value is the seconds since the
+// sensor was heard before (prev).
+func (e *Engine) heardAgain(st *sensorState, r model.Reading, prev int64, out []model.Transition) []model.Transition {
 	i := r.SensorIdx
 	if st.offline&gatewayOffline != 0 {
 		g := e.gwOf[i]
@@ -166,10 +167,14 @@ func (e *Engine) heardAgain(st *sensorState, r model.Reading, out []model.Transi
 	}
 	if st.offline&sensorOffline != 0 {
 		st.offline &^= sensorOffline
-		out = append(out, model.Transition{
+		t := model.Transition{
 			Sensor: i, Rule: model.Silent, Class: model.ClassOffline,
-			Value: r.Value, Limit: float64(e.silentMS[i]) / 1000, TS: r.TS,
-		})
+			Limit: float64(e.silentMS[i]) / 1000, TS: r.TS,
+		}
+		if prev != never && r.TS > prev {
+			t.Value = float64(r.TS-prev) / 1000
+		}
+		out = append(out, t)
 	}
 	return out
 }

@@ -279,11 +279,12 @@ func (e *Engine) Eval(r model.Reading, out []model.Transition) []model.Transitio
 		return out
 	}
 	st := &e.st[i]
+	prev := st.heard
 	if r.TS > st.heard {
 		st.heard = r.TS
 	}
 	if st.offline != 0 && !r.Late {
-		out = e.heardAgain(st, r, out)
+		out = e.heardAgain(st, r, prev, out)
 	}
 	if r.TS > st.qualTS {
 		st.qualTS = r.TS
