@@ -69,6 +69,9 @@ enterprises:
 	rules := fmt.Sprintf(`kind: rules
 kinds:
   level: {limits: {H: 10}, silent_periods: 3600}
+gateways:                        # the test's gateways send only what it says
+  gw-e01: {silent_periods: 3600}
+  gw-e02: {silent_periods: 3600}
 alarms:
   escalation:
     priority_1: {park: %[1]s, county: %[2]s, remind: 0s, feedback: 1h}
