@@ -76,17 +76,21 @@ func TestCases(t *testing.T) {
 }
 
 func runCase(c *ruleCase) string {
-	e := New(c.plant, c.rules, c.gateways)
+	return play(New(c.plant, c.rules, c.gateways), c.plant, c.readings)
+}
+
+// play runs the steps through e and writes every transition, one a line.
+func play(e *Engine, p *model.Plant, steps []caseStep) string {
 	var b strings.Builder
 	out := make([]model.Transition, 0, 8)
-	for _, s := range c.readings {
+	for _, s := range steps {
 		if s.tick {
 			out = e.Tick(time.UnixMilli(s.reading.TS), out[:0])
 		} else {
 			out = e.Eval(s.reading, out[:0])
 		}
 		for _, tr := range out {
-			b.WriteString(formatTransition(c.plant, tr))
+			b.WriteString(formatTransition(p, tr))
 			b.WriteByte('\n')
 		}
 	}
@@ -323,21 +327,33 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 		}
 	}
 	c.plant.Index()
+	c.readings = loadReadings(t, filepath.Join(dir, "readings.txt"), func(name string) (int32, bool) {
+		i, ok := c.byName[name]
+		return i, ok
+	})
+	return c
+}
+
+// loadReadings reads a readings.txt (the format above); sensor finds a
+// sensor's index by its name.
+func loadReadings(t *testing.T, file string, sensor func(string) (int32, bool)) []caseStep {
+	t.Helper()
+	var steps []caseStep
 	cur := int32(0)
-	eachLine(t, filepath.Join(dir, "readings.txt"), func(n int, f []string) {
+	eachLine(t, file, func(n int, f []string) {
 		bad := func(format string, args ...any) {
-			t.Fatalf("%s:%d: %s", filepath.Join(dir, "readings.txt"), n, fmt.Sprintf(format, args...))
+			t.Fatalf("%s:%d: %s", file, n, fmt.Sprintf(format, args...))
 		}
 		switch f[0] {
 		case "sensor":
-			i, ok := c.byName[f[1]]
+			i, ok := sensor(f[1])
 			if !ok {
-				bad("no sensor %q in rules.txt", f[1])
+				bad("no sensor %q", f[1])
 			}
 			cur = i
 			return
 		case "tick":
-			c.readings = append(c.readings, caseStep{tick: true, reading: model.Reading{TS: parseInt(t, f[1])}, line: n})
+			steps = append(steps, caseStep{tick: true, reading: model.Reading{TS: parseInt(t, f[1])}, line: n})
 			return
 		}
 		if len(f) < 2 {
@@ -362,9 +378,9 @@ func loadCase(t *testing.T, dir string) *ruleCase {
 			}
 			r.Quality = q
 		}
-		c.readings = append(c.readings, caseStep{reading: r, line: n})
+		steps = append(steps, caseStep{reading: r, line: n})
 	})
-	return c
+	return steps
 }
 
 func eachLine(t *testing.T, file string, fn func(n int, fields []string)) {
