@@ -39,6 +39,7 @@ import (
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/natstest"
+	"hazardwatch/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -840,12 +841,8 @@ func mosquittoConf(t *testing.T, gwPort, centrePort, dir string) string {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	_, port, _ := net.SplitHostPort(testnet.FreeAddr(t))
+	return port
 }
 
 // composeHealthcheck returns a service's health check command.

@@ -19,6 +19,7 @@ import (
 	"hazardwatch/gateway"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
+	"hazardwatch/internal/testnet"
 )
 
 // rawDevice is a Modbus TCP server on loopback that misbehaves on purpose,
@@ -166,7 +167,7 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	url := broker(t)
 	col := collect(t, url, p)
-	refused := freeAddr(t) // nobody listens there
+	refused := testnet.FreeAddr(t) // nobody listens there
 
 	type fault struct {
 		name   string

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
+	"hazardwatch/internal/testnet"
 )
 
 // broker starts a plain MQTT broker on a free loopback port.
@@ -100,15 +100,6 @@ func collect(t *testing.T, url string, p *model.Plant) *collector {
 }
 
 // freeAddr is a loopback address nobody listens on (until a test does).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // latest is each sensor's newest reading from messages of boot.
 func (c *collector) latest(boot string) map[int32]model.Reading {
@@ -434,7 +425,7 @@ func TestStoreAndForward(t *testing.T) {
 	p, _, addrs := simulated(t, "gw-e01-1", 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	brokerAddr := freeAddr(t) // nobody listens there yet: the uplink is down
+	brokerAddr := testnet.FreeAddr(t) // nobody listens there yet: the uplink is down
 	qpath := filepath.Join(t.TempDir(), "queue")
 	opts := gateway.Options{Plant: p, Gateway: "gw-e01-1", Broker: "tcp://" + brokerAddr, DeviceAddr: addrs, PublishTimeout: 2 * time.Second, QueuePath: qpath}
 

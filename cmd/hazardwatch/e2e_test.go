@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
+	"hazardwatch/internal/testnet"
 )
 
 // The end-to-end tests run the real binary as the centre, so that it can be
@@ -73,7 +73,7 @@ func newDataDir(t *testing.T, role, scope, name string) (dataDir, httpAddr, mqtt
 	if code != exitOK {
 		t.Fatalf("token: %s", errOut)
 	}
-	return dataDir, freeAddr(t), freeAddr(t), strings.Fields(out)[3]
+	return dataDir, testnet.FreeAddr(t), testnet.FreeAddr(t), strings.Fields(out)[3]
 }
 
 // gatewayTokens creates a token for every gateway of the demo plant in
@@ -94,16 +94,6 @@ func gatewayTokens(t *testing.T, dataDir string) map[string]string {
 		tokens[g.ID] = strings.Fields(out)[3]
 	}
 	return tokens
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // centreProc is a centre running as a child process.

@@ -14,6 +14,7 @@ import (
 
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
+	"hazardwatch/internal/testnet"
 	"hazardwatch/internal/testpki"
 )
 
@@ -112,7 +113,7 @@ func TestServeMQTTSecurity(t *testing.T) {
 	accepted := metric(`hw_ingest_messages_total{result="accepted"}`)
 	gw := exec.Command(binary(t), "gateway", "--id", "gw-e01-1", "--broker", "tls://"+mqttAddr, "--data-dir", t.TempDir(), "--listen", "",
 		"--tls-ca", ca.WriteCA(t, dir, "ca.pem"), "--tls-cert", gwCert, "--tls-key", gwKey,
-		"--device", "plc1="+freeAddr(t), "--device", "gds1="+freeAddr(t))
+		"--device", "plc1="+testnet.FreeAddr(t), "--device", "gds1="+testnet.FreeAddr(t))
 	var gwLog strings.Builder
 	gw.Stderr = &gwLog
 	if err := gw.Start(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"hazardwatch/gateway/sim"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/poll"
+	"hazardwatch/internal/testnet"
 )
 
 var loadFor = flag.Duration("load", 0, "run TestLoad500 for this long (a load run, not a unit test: its figures go to docs/PERFORMANCE.md)")
@@ -156,7 +157,7 @@ func TestLoad500(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	st, _ := os.Stat(bin)
-	health := freeAddr(t)
+	health := testnet.FreeAddr(t)
 	args := []string{"--config", cfgDir, "--id", "gw-load", "--broker", "tcp://" + ln.Address(), "--data-dir", t.TempDir(), "--listen", health}
 	for _, d := range p.Gateways[gi].Devices {
 		args = append(args, "--device", d.ID+"="+s.Addr("gw-load", d.ID))

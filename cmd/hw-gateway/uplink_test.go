@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +30,7 @@ import (
 	"hazardwatch/internal/netcut"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/telemetry"
+	"hazardwatch/internal/testnet"
 )
 
 // asMain makes the test binary run hw-gateway's main instead of the tests:
@@ -79,7 +79,7 @@ func (k *keptLog) snapshot() []kept {
 
 func startGateway(t *testing.T, log *keptLog, args ...string) *gatewayProc {
 	t.Helper()
-	health := freeAddr(t)
+	health := testnet.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], append(args, "--listen", health, "--debug")...)
 	cmd.Env = append(os.Environ(), asMain+"=1")
 	stderr, err := cmd.StderrPipe()
@@ -137,16 +137,6 @@ func (g *gatewayProc) healthz() (health, bool) {
 	}
 	defer res.Body.Close()
 	return h, json.NewDecoder(res.Body).Decode(&h) == nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // fastPlant writes the demo plant with gw-e01-1 polling every 50 ms into a
