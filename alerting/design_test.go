@@ -1,7 +1,6 @@
 package alerting
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -27,22 +26,7 @@ func TestSuppressionByDesign(t *testing.T) {
 		p.Enterprises[e01].Maintenance = []model.MaintenanceWindow{{From: start.Add(10 * time.Minute), To: start.Add(20 * time.Minute), Reason: "年度检修"}}
 		log := &memLog{}
 		begin := func() (*Manager, <-chan Event, func()) {
-			m, err := New(Options{Plant: &p, Rules: demo.Rules, Log: log, Alarms: quietAlarms()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs, unsub := m.Subscribe(64)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- m.Run(ctx) }()
-			<-m.Ready()
-			return m, evs, func() {
-				unsub()
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}
+			return startOptions(t, Options{Plant: &p, Rules: demo.Rules, Log: log, Alarms: quietAlarms()}, 64)
 		}
 		m, evs, stop := begin()
 		at := func(d time.Duration) time.Time { advance(time.Until(start.Add(d))); return time.Now() }

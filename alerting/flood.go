@@ -113,7 +113,7 @@ func (f *floods) expire(now time.Time) []Flood {
 			delete(f.scopes, k)
 		}
 	}
-	sortFloods(out)
+	SortFloods(out)
 	return out
 }
 
@@ -139,13 +139,13 @@ func (f *floods) active() []Flood {
 			out = append(out, s.Flood)
 		}
 	}
-	sortFloods(out)
+	SortFloods(out)
 	return out
 }
 
-// sortFloods orders floods by start, then scope and id, so that
+// SortFloods orders floods by start, then scope and id, so that
 // simultaneous ones come in the same order on every run.
-func sortFloods(fs []Flood) {
+func SortFloods(fs []Flood) {
 	slices.SortFunc(fs, func(a, b Flood) int {
 		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
 	})

@@ -121,7 +121,13 @@ func quietAlarms() model.AlarmRules {
 // startManagerWith is startManager with the alarm rules given.
 func startManagerWith(t *testing.T, log Log, buffer int, alarms model.AlarmRules) (*Manager, <-chan Event, func()) {
 	t.Helper()
-	m, err := New(Options{Plant: demo.Plant, Rules: demo.Rules, Log: log, Alarms: alarms})
+	return startOptions(t, Options{Plant: demo.Plant, Rules: demo.Rules, Log: log, Alarms: alarms}, buffer)
+}
+
+// startOptions is startManager with the options given.
+func startOptions(t *testing.T, o Options, buffer int) (*Manager, <-chan Event, func()) {
+	t.Helper()
+	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

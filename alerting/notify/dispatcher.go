@@ -33,9 +33,6 @@ type Options struct {
 	Backoff Backoff
 	// Texts writes the texts; zero fields take the defaults.
 	Texts Texts
-	// Queue is how many notifications Enqueue may hold; default 1024.
-	// Workers is how many Run delivers at once; default 4.
-	Queue, Workers int
 	// Clock is the time of dedup records, rate limits and deadlines;
 	// default time.Now. Sleep waits between retries; default a timer on
 	// the real clock, which testing/synctest fakes. Jitter returns a number
@@ -49,15 +46,6 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// DefaultQueue and DefaultWorkers are Options.Queue's and Workers' defaults.
-const (
-	DefaultQueue   = 1024
-	DefaultWorkers = 4
-)
-
-// ErrStopped is returned by Enqueue once Run has returned.
-var ErrStopped = errors.New("notify: dispatcher stopped")
-
 // Dispatcher runs notifications through the chain:
 //
 //	shelve → suppress → dedup → rate limit → escalation → retry
@@ -65,7 +53,7 @@ var ErrStopped = errors.New("notify: dispatcher stopped")
 // Handle runs one in the caller's goroutine and returns when it is
 // delivered or has finally failed: what a durable consumer calls before it
 // acknowledges (several at once if it wants; Handle is safe for concurrent
-// use). Enqueue and TryEnqueue hand one to Run's workers instead.
+// use). Run does the chain's housekeeping.
 type Dispatcher struct {
 	o        Options
 	log      *slog.Logger
@@ -74,9 +62,7 @@ type Dispatcher struct {
 	mem      *memory
 	met      *metrics
 
-	queue   chan Notification
 	running atomic.Bool
-	stopped chan struct{}
 }
 
 // New builds a Dispatcher and registers its metrics.
@@ -109,12 +95,6 @@ func New(o Options) (*Dispatcher, error) {
 	o.EnterpriseRate = o.EnterpriseRate.orDefault(DefaultEnterpriseRate)
 	o.Backoff = o.Backoff.withDefaults()
 	o.Texts = o.Texts.withDefaults()
-	if o.Queue <= 0 {
-		o.Queue = DefaultQueue
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
-	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -128,8 +108,8 @@ func New(o Options) (*Dispatcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{o: o, log: log, queue: make(chan Notification, o.Queue), stopped: make(chan struct{})}
-	d.met = newMetrics(names, func() int { return len(d.queue) })
+	d := &Dispatcher{o: o, log: log}
+	d.met = newMetrics(names)
 	if o.Registerer != nil {
 		if err := d.met.register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("notify: metrics: %w", err)
@@ -193,97 +173,25 @@ func (d *Dispatcher) handle(ctx context.Context, n Notification) (outcome, error
 	return o, nil
 }
 
-// Enqueue hands n to Run's workers, waiting while the queue is full until
-// ctx ends. It returns ErrStopped once Run has returned. Errors of the
-// delivery itself are counted and logged, not returned: a caller that
-// must know (a durable consumer, before its ack) uses Handle.
-func (d *Dispatcher) Enqueue(ctx context.Context, n Notification) error {
-	select {
-	case <-d.stopped:
-		return ErrStopped
-	default:
-	}
-	select {
-	case d.queue <- n:
-		return nil
-	case <-d.stopped:
-		return ErrStopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// TryEnqueue is Enqueue for a caller that must never wait (the alarm
-// Manager's own goroutine): when the queue is full it drops n, counts it
-// (queue_full) and returns false; once Run has returned too
-// (dropped_shutdown).
-func (d *Dispatcher) TryEnqueue(n Notification) bool {
-	select {
-	case <-d.stopped:
-		d.met.outcome(outShutdown)
-		d.log.Warn("notify: dispatcher stopped, notification dropped", "alarm", n.AlarmID, "event", n.Event, "seq", n.Seq, "step", n.Step)
-		return false
-	default:
-	}
-	select {
-	case d.queue <- n:
-		return true
-	default:
-	}
-	d.met.outcome(outQueueFull)
-	d.log.Warn("notify: queue full, notification dropped", "alarm", n.AlarmID, "event", n.Event, "seq", n.Seq, "step", n.Step)
-	return false
-}
-
-// Run delivers what Enqueue queues with Options.Workers workers, and once
-// a minute logs what the rate limits dropped and expires old dedup keys.
-// It returns nil when ctx ends, after the workers have stopped; what was
-// still queued then, or cut short, is counted (dropped_shutdown) and
-// logged.
+// Run, until ctx ends, once a minute logs what the rate limits dropped
+// and expires old dedup keys. Handle does the delivering.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("notify: Run called twice")
 	}
-	defer close(d.stopped)
 	d.expire()
-	done := make(chan struct{})
-	for range d.o.Workers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for ctx.Err() == nil {
-				select {
-				case n := <-d.queue:
-					// Counted and logged by handle, unless the shutdown
-					// cut it short: nobody will hand it in again.
-					if o, _ := d.handle(ctx, n); o == outPending && ctx.Err() != nil {
-						d.met.outcome(outShutdown)
-						d.log.Warn("notify: delivery cut short by the shutdown", "alarm", n.AlarmID, "event", n.Event, "seq", n.Seq, "step", n.Step)
-					}
-				case <-ctx.Done():
-				}
-			}
-		}()
-	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
-	for running := d.o.Workers; running > 0; {
+	for {
 		select {
-		case <-done:
-			running--
+		case <-ctx.Done():
+			d.rate.flush()
+			return nil
 		case <-tick.C:
 			d.rate.flush()
 			d.expire()
 		}
 	}
-	d.rate.flush()
-	if left := len(d.queue); left > 0 {
-		for range left {
-			<-d.queue
-			d.met.outcome(outShutdown)
-		}
-		d.log.Warn("notify: notifications still queued at shutdown were dropped", "count", left)
-	}
-	return nil
 }
 
 func (d *Dispatcher) expire() {

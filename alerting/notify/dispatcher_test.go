@@ -1,80 +1,51 @@
 package notify
 
 import (
-	"log/slog"
-
 	"context"
 	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"hazardwatch/internal/testlog"
 )
 
-// TestDispatcherQueue: a notifier that hangs does not hold up the caller
-// of Enqueue until the queue is full; TryEnqueue then drops and counts;
-// what is still queued or under way when Run stops is counted too; Enqueue after that
-// says the dispatcher stopped.
-func TestDispatcherQueue(t *testing.T) {
+// TestDispatcherConcurrent: Handle is safe for concurrent use, and a
+// notifier that hangs holds up only the Handle waiting on it; a cancelled
+// one returns the context's error, uncounted.
+func TestDispatcherConcurrent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logs testlog.Buffer
 		slow := &fake{name: "sms", block: make(chan struct{})}
 		d, reg := newTest(t, func(o *Options) {
-			o.Routes = []Route{{Notifier: slow, PerRecipient: true}}
-			o.Queue, o.Workers = 3, 1
-			o.Logger = logs.Logger(slog.LevelDebug)
+			o.Routes = []Route{{Notifier: slow, PerRecipient: true, Events: []string{EventEscalated}}, {Notifier: &fake{name: "webhook"}}}
 		})
-		ctx, stop := context.WithCancel(context.Background())
-		ran := make(chan error)
-		go func() { ran <- d.Run(ctx) }()
-		n := chlorine()
-		n.Recipients = n.Recipients[:1]
-		for i := range 4 { // one at the worker, three queued
-			n.Seq = uint64(100 + i)
-			if err := d.Enqueue(ctx, n); err != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		stuck := make(chan error, 1)
+		n := chlorine() // escalated: the SMS route takes it and hangs
+		go func() { stuck <- d.Handle(ctx, n) }()
+		synctest.Wait()
+		other := chlorine() // reminders: the webhook alone, and never rate-limited
+		other.Event = EventReminded
+		for i := range 5 {
+			other.Seq = uint64(101 + i)
+			if err := d.Handle(context.Background(), other); err != nil {
 				t.Fatal(err)
 			}
-			synctest.Wait()
 		}
-		if slow.n() != 1 || metric(t, reg, "hw_notification_queue_length") != 3 {
-			t.Fatalf("%d at the notifier, queue %v; want 1 and 3", slow.n(), metric(t, reg, "hw_notification_queue_length"))
-		}
-		n.Seq = 200
-		if d.TryEnqueue(n) {
-			t.Fatal("TryEnqueue into a full queue succeeded")
-		}
-		// Enqueue waits, until its context ends.
-		short, cancel := context.WithTimeout(ctx, time.Second)
-		if err := d.Enqueue(short, n); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Enqueue into a full queue: %v, want the context's deadline", err)
+		if got := results(t, reg); got["sent"] != 5 || slow.n() != 2 {
+			t.Errorf("results %v, %d at the hanging notifier; want 5 sent past its 2", got, slow.n())
 		}
 		cancel()
-		stop()
-		if err := <-ran; err != nil {
-			t.Fatal(err)
+		if err := <-stuck; !errors.Is(err, context.Canceled) {
+			t.Errorf("the hanging Handle: %v, want the context's error", err)
 		}
-		if got := results(t, reg); got["queue_full"] != 1 || got["dropped_shutdown"] != 4 || len(got) != 2 {
-			t.Errorf("results %v; want queue_full 1, dropped_shutdown 4 (3 queued, 1 cut short)", got)
-		}
-		if !strings.Contains(logs.String(), "count=3") {
-			t.Errorf("no log line of the 3 dropped at shutdown:\n%s", logs.String())
-		}
-		if err := d.Enqueue(context.Background(), n); !errors.Is(err, ErrStopped) {
-			t.Errorf("Enqueue after Run: %v, want ErrStopped", err)
-		}
-		if d.TryEnqueue(n) || results(t, reg)["dropped_shutdown"] != 5 {
-			t.Errorf("TryEnqueue after Run succeeded, or was not counted: %v", results(t, reg))
-		}
-		if err := d.Run(context.Background()); err == nil {
-			t.Error("a second Run started")
+		if got := results(t, reg); len(got) != 1 {
+			t.Errorf("results %v: the cancelled one is counted", got)
 		}
 	})
 }
 
-// TestDispatcherRun: Run's workers deliver what is queued, several at
-// once, and its minute tick expires old dedup keys.
+// TestDispatcherRun: Run's minute tick expires old dedup keys; a second
+// Run is refused.
 func TestDispatcherRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sms := &fake{name: "sms"}
@@ -90,7 +61,7 @@ func TestDispatcherRun(t *testing.T) {
 		n := chlorine()
 		for i := range 10 {
 			n.Seq = uint64(i)
-			if err := d.Enqueue(ctx, n); err != nil {
+			if err := d.Handle(ctx, n); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -107,6 +78,9 @@ func TestDispatcherRun(t *testing.T) {
 		synctest.Wait()
 		if store.Len() != 0 {
 			t.Errorf("%d keys after two minutes, want 0", store.Len())
+		}
+		if err := d.Run(context.Background()); err == nil {
+			t.Error("a second Run started")
 		}
 		stop()
 		if err := <-ran; err != nil {
@@ -138,7 +112,7 @@ func TestNewOptions(t *testing.T) {
 	}
 	o := d.o
 	if o.DedupTTL != DefaultDedupTTL || o.SensorRate != DefaultSensorRate || o.EnterpriseRate != DefaultEnterpriseRate ||
-		o.Backoff != DefaultBackoff || o.Queue != DefaultQueue || o.Workers != DefaultWorkers ||
+		o.Backoff != DefaultBackoff ||
 		d.Texts().Prefix != DefaultPrefix || d.Texts().Location != DefaultLocation || d.Texts().MaxRunes != DefaultMaxRunes {
 		t.Errorf("defaults: %+v", o)
 	}

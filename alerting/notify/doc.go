@@ -50,9 +50,10 @@
 // first: counted as gave_up, and Handle returns ErrGaveUp. A refusal
 // (a 4xx, a Permanent provider error) is not retried: ErrRefused.
 //
-// Enqueue hands a notification to Run's workers instead, waiting while the
-// bounded queue is full; TryEnqueue never waits and drops (queue_full).
-// Neither blocks on a slow notifier as long as the queue has room.
+// Handle is safe for concurrent use: a caller that must not wait for a
+// slow notifier runs several at once (internal/centre's consumer works on
+// eight messages of the log at a time). Run only keeps house: once a
+// minute it logs what the rate limits dropped and expires old dedup keys.
 //
 // # Texts
 //
@@ -132,12 +133,10 @@
 // # Metrics
 //
 //	hw_notifications_total{result}                   per notification: sent, dropped_shelved, dropped_suppressed,
-//	                                                 duplicate, rate_limited, unrouted, failed, invalid,
-//	                                                 queue_full, dropped_shutdown
+//	                                                 duplicate, rate_limited, unrouted, failed, invalid
 //	hw_notifications_rate_limited_total{scope}       sensor, enterprise
 //	hw_notification_messages_total{notifier,result}  sent, refused, gave_up
 //	hw_notification_attempts_total{notifier,result}  ok, error
 //	hw_notification_retries_total{notifier}
 //	hw_notification_delivery_seconds{notifier}       from the event made durable to the message delivered
-//	hw_notification_queue_length
 package notify

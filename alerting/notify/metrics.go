@@ -19,10 +19,10 @@ type metrics struct {
 	collectors  []prometheus.Collector
 }
 
-func newMetrics(notifiers []string, queueLen func() int) *metrics {
+func newMetrics(notifiers []string) *metrics {
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hw_notifications_total",
-		Help: "Alarm notifications by what became of them: sent, dropped_shelved, dropped_suppressed, duplicate, rate_limited, unrouted, failed, invalid, queue_full, dropped_shutdown.",
+		Help: "Alarm notifications by what became of them: sent, dropped_shelved, dropped_suppressed, duplicate, rate_limited, unrouted, failed, invalid.",
 	}, []string{"result"})
 	rateLimited := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hw_notifications_rate_limited_total",
@@ -60,11 +60,7 @@ func newMetrics(notifiers []string, queueLen func() int) *metrics {
 		m.retries.WithLabelValues(n)
 		m.delivery.WithLabelValues(n)
 	}
-	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "hw_notification_queue_length",
-		Help: "Notifications waiting in the Dispatcher's queue (Enqueue, TryEnqueue).",
-	}, func() float64 { return float64(queueLen()) })
-	m.collectors = []prometheus.Collector{outcomes, rateLimited, m.messages, m.attempts, m.retries, m.delivery, queue}
+	m.collectors = []prometheus.Collector{outcomes, rateLimited, m.messages, m.attempts, m.retries, m.delivery}
 	return m
 }
 

@@ -25,7 +25,6 @@ func TestMetricsAtStart(t *testing.T) {
 		"hw_notification_attempts_total":      2 * 2,
 		"hw_notification_retries_total":       2,
 		"hw_notification_delivery_seconds":    2,
-		"hw_notification_queue_length":        1,
 	}
 	for name, n := range want {
 		if series[name] != n {

@@ -69,7 +69,7 @@ func TestRateLimit(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			now := t0
-			met := newMetrics(nil, func() int { return 0 })
+			met := newMetrics(nil)
 			s := newRateStage(tc.sensor, tc.enterprise, func() time.Time { return now }, new(testlog.Buffer).Logger(slog.LevelDebug), met)
 			limitedN := 0
 			for i, st := range tc.steps {
@@ -98,7 +98,7 @@ func TestRateLimit(t *testing.T) {
 func TestRateLimitLog(t *testing.T) {
 	now := t0
 	var logs testlog.Buffer
-	met := newMetrics(nil, func() int { return 0 })
+	met := newMetrics(nil)
 	s := newRateStage(Rate{Burst: 1, Every: time.Hour}, Rate{Every: -1}, func() time.Time { return now }, logs.Logger(slog.LevelDebug), met)
 	n := chlorine()
 	n.Event = EventRaised

@@ -30,16 +30,11 @@ const (
 	outFailed
 	// outInvalid: see ErrInvalid.
 	outInvalid
-	// outQueueFull: TryEnqueue found the queue full.
-	outQueueFull
-	// outShutdown: still queued, or cut short, when Run stopped, or
-	// handed to TryEnqueue after.
-	outShutdown
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{"pending", "sent", "dropped_shelved", "dropped_suppressed", "duplicate",
-	"rate_limited", "unrouted", "failed", "invalid", "queue_full", "dropped_shutdown"}
+	"rate_limited", "unrouted", "failed", "invalid"}
 
 func (o outcome) String() string {
 	if o < numOutcomes {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -476,9 +475,7 @@ func (h *hub) register(c *client, resume *uint64) ([][]byte, error) {
 	h.clients[c] = struct{}{}
 	h.metrics.wsClients.Inc()
 	h.mu.Unlock()
-	slices.SortFunc(snap.Floods, func(a, b alerting.Flood) int {
-		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
-	})
+	alerting.SortFloods(snap.Floods)
 
 	// Encoding happens outside the lock: the values are immutable.
 	if snap.Reset {
