@@ -328,6 +328,17 @@ func TestUplinkCutKill9(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the centre's history held %d of the %d readings", got, want)
+			// What ingest and history counted, to tell a reading lost
+			// from one refused or late.
+			if res, err := http.Get("http://" + c.HTTPAddr() + "/metrics"); err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.HasPrefix(l, "hw_ingest") || strings.HasPrefix(l, "hw_pipeline") || strings.HasPrefix(l, "hw_store") {
+						t.Logf("centre: %s", l)
+					}
+				}
+			}
 		}
 	})
 	poll.Until(t, fmt.Sprintf("the centre's history holds all %d readings", want), 60*time.Second, func() bool {

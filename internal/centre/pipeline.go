@@ -55,11 +55,18 @@ type pipeline struct {
 	points   []store.Point
 }
 
+// pipelineAckWait is how long a READINGS message delivered to the
+// pipeline and not acknowledged waits to come again: one a previous run
+// held when it died, or one delivered to a fetch that had just expired.
+// A batch takes milliseconds; one taking longer than this is delivered
+// twice, which the rules (out of order) and history (duplicates) shrug off.
+const pipelineAckWait = 10 * time.Second
+
 func (p *pipeline) open(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, ingest.StreamName, jetstream.ConsumerConfig{
 		Durable:       consumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		AckWait:       pipelineAckWait,
 		MaxAckPending: 256,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
