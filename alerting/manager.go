@@ -51,6 +51,9 @@ type Options struct {
 	Alarms model.AlarmRules
 	// MaxBatch bounds the events made durable in one Append; default 1024.
 	MaxBatch int
+	// Design is the admin's Design as it was kept durable (SetDesign):
+	// statuses and instruments out of service. The zero value sets none.
+	Design model.Design
 }
 
 // DefaultMaxShelve is the shelving limit of the default alarm rules: one
@@ -70,6 +73,7 @@ type Manager struct {
 
 	trans       chan model.Transition
 	acts        chan actReq
+	designs     chan designReq
 	ready, done chan struct{}
 	running     atomic.Bool
 
@@ -83,6 +87,8 @@ type Manager struct {
 	// contacts caches who each escalation step notifies, by source.
 	contacts map[Source][model.NumEscalationSteps][]Contact
 	floods   *floods
+	// design is the admin's Design (SetDesign; Options.Design at start).
+	design model.Design
 
 	// mu publishes what the owner changes: the owner writes alarms and
 	// lastSeq under it (and reads them without it: nobody else writes),
@@ -146,9 +152,10 @@ func New(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		o: o, log: o.Logger, clock: o.Clock,
-		trans: make(chan model.Transition, o.Queue),
-		acts:  make(chan actReq),
-		ready: make(chan struct{}), done: make(chan struct{}),
+		trans:   make(chan model.Transition, o.Queue),
+		acts:    make(chan actReq),
+		designs: make(chan designReq),
+		ready:   make(chan struct{}), done: make(chan struct{}),
 		slots:     make([]string, len(o.Plant.Sensors)*int(model.NumRuleKinds)+len(o.Plant.Gateways)),
 		contacts:  map[Source][model.NumEscalationSteps][]Contact{},
 		floods:    newFloods(o.Alarms.Flood),
@@ -157,6 +164,10 @@ func New(o Options) (*Manager, error) {
 		floodSubs: map[chan Flood]struct{}{},
 		met:       newMetrics(),
 	}
+	if err := o.Design.Check(o.Plant); err != nil {
+		return nil, fmt.Errorf("alerting: Options.Design: %w", err)
+	}
+	m.design = o.Design.Clone()
 	for i := range m.scope {
 		m.scope[i] = map[string]uint64{}
 	}
@@ -213,7 +224,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.log.Info("alarms restored from the log", "events", n, "seq", m.global, "open", nOpen, "shelved", nShelved, "timers", m.timers.len())
 	m.started = m.clock()
 	m.armHolds(m.started)
-	m.syncHolds(m.started)
+	m.syncHolds(m.started, m.serviceSet(), "system")
 	for ctx.Err() == nil {
 		// Everything that fell due while the centre was down, before
 		// Ready, a batch at a time.
@@ -247,6 +258,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.onTransition(ctx, t)
 		case r := <-m.acts:
 			m.onAct(ctx, r)
+		case r := <-m.designs:
+			m.onDesign(r)
 		case <-due:
 			armed = time.Time{}
 			m.onDue(ctx)
@@ -366,21 +379,27 @@ func (m *Manager) act(ctx context.Context, id string, ev Event) error {
 		}
 	}
 	r := actReq{ctx: ctx, id: id, ev: ev, reply: make(chan error, 1)}
+	return ask(ctx, m, m.acts, r, r.reply)
+}
+
+// ask hands r to the Run goroutine on ch and waits for its answer on
+// reply: a request answered once its events are durable.
+func ask[R any](ctx context.Context, m *Manager, ch chan<- R, r R, reply <-chan error) error {
 	select {
-	case m.acts <- r:
+	case ch <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.done:
 		return ErrStopped
 	}
 	select {
-	case err := <-r.reply:
+	case err := <-reply:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.done:
 		select {
-		case err := <-r.reply:
+		case err := <-reply:
 			return err
 		default:
 			return ErrStopped
@@ -592,7 +611,12 @@ func (m *Manager) onDue(ctx context.Context) {
 			return
 		}
 		if d.kind == dueHolds {
-			m.syncHolds(now)
+			m.syncHolds(now, nil, "")
+			continue
+		}
+		if d.kind == dueService {
+			// The period's end: "system", as no one returned it by hand.
+			m.syncHolds(now, map[string]bool{d.id: true}, "system")
 			continue
 		}
 		if d.kind == dueFlood {
@@ -777,8 +801,11 @@ func (m *Manager) policy(a Alarm, sensor int32) Policy {
 		Chatter: m.o.Alarms.Chatter, Contacts: m.contactsOf(a.Source)}
 	if a.State == model.StateNormal {
 		// A new occurrence starts under the suppression by design in
-		// force (the enterprise suspended, a maintenance window).
-		pol.Suppression = m.holdOf(a.Source, m.clock())
+		// force (the enterprise suspended, a maintenance window), and out
+		// of service while its instrument is.
+		now := m.clock()
+		pol.Suppression = m.holdOf(a.Source, now)
+		pol.OutOfService = m.serviceOf(a.Source, now)
 	}
 	if a.Rule == model.GatewaySilent {
 		// Offline never latches; a gateway ranks by the most hazardous

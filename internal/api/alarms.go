@@ -381,13 +381,14 @@ type alarmActionKind struct {
 	zh, en   string // the action, in answers
 	verb     string // what a role may not do, in a 403
 	conflict string // 409: the state does not allow it
+	audit    string // the audit log's action
 }
 
 var (
-	actAck      = alarmActionKind{"acknowledged", "确认", "acknowledgement", "acknowledge", "当前状态不可确认 / not ackable"}
-	actShelve   = alarmActionKind{"shelved", "搁置", "shelving", "shelve", "当前状态不可搁置 / cannot be shelved"}
-	actUnshelve = alarmActionKind{"unshelved", "解除搁置", "unshelving", "unshelve", "报警未搁置 / not shelved"}
-	actFeedback = alarmActionKind{"fed back", "处置反馈", "feedback", "give feedback on", "当前不可反馈 / feedback not possible"}
+	actAck      = alarmActionKind{"acknowledged", "确认", "acknowledgement", "acknowledge", "当前状态不可确认 / not ackable", "alarm.ack"}
+	actShelve   = alarmActionKind{"shelved", "搁置", "shelving", "shelve", "当前状态不可搁置 / cannot be shelved", "alarm.shelve"}
+	actUnshelve = alarmActionKind{"unshelved", "解除搁置", "unshelving", "unshelve", "报警未搁置 / not shelved", "alarm.unshelve"}
+	actFeedback = alarmActionKind{"fed back", "处置反馈", "feedback", "give feedback on", "当前不可反馈 / feedback not possible", "alarm.feedback"}
 )
 
 // alarmAction runs one operator action on the alarm of the path: 404 when
@@ -446,8 +447,33 @@ func (s *Server) alarmAction(w http.ResponseWriter, r *http.Request, tok auth.To
 		return
 	}
 	s.log.Info("api: alarm "+kind.name, "alarm", id, "user", user, "role", tok.Role, "token", tok.ID)
+	before := auditAlarmOf(a)
 	a, _ = s.o.Alarms.Get(id)
+	s.recordAudit(r, tok, kind.audit, "alarm:"+id, before, struct {
+		auditAlarm
+		Request any `json:"request"`
+	}{auditAlarmOf(a), req})
 	writeJSON(w, http.StatusOK, a)
+}
+
+// auditAlarm is what the audit log keeps of an alarm: its state and who
+// did what to it, not its whole history (which the alarm log keeps).
+type auditAlarm struct {
+	State    string             `json:"state"`
+	AckedBy  string             `json:"acked_by,omitempty"`
+	Shelf    *alerting.Hold     `json:"shelf,omitempty"`
+	Feedback *alerting.Feedback `json:"feedback,omitempty"`
+}
+
+func auditAlarmOf(a alerting.Alarm) auditAlarm {
+	o := auditAlarm{State: a.State.String(), AckedBy: a.AckedBy}
+	if a.Shelf.On() {
+		o.Shelf = &a.Shelf
+	}
+	if a.Feedback.Given() {
+		o.Feedback = &a.Feedback
+	}
+	return o
 }
 
 // readBody decodes a JSON object of at most max bytes into v: unknown

@@ -115,7 +115,13 @@ type Options struct {
 	History  History
 	Latest   Latest
 	Readings Readings
-	Checks   []Check
+	// Design reads and changes the admin's Design (enterprise statuses,
+	// instruments out of service); nil answers 503 to changes.
+	Design Design
+	// Audit records every action that changes something (ack, shelve,
+	// feedback, status, out of service); nil records nothing.
+	Audit  Auditor
+	Checks []Check
 	// Registry gets the API's metrics and is what /metrics serves; nil
 	// makes a private one.
 	Registry *prometheus.Registry
@@ -268,13 +274,17 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /api/v1/alarms/{id}/unshelve", s.authed(s.unshelveAlarm))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/feedback", s.authed(s.feedbackAlarm))
 	mux.HandleFunc("GET /api/v1/reports/alarms", s.authed(s.alarmKPIs))
+	mux.HandleFunc("GET /api/v1/enterprises/{id}/status", s.authed(s.getEnterpriseStatus))
+	mux.HandleFunc("PUT /api/v1/enterprises/{id}/status", s.authed(s.putEnterpriseStatus))
+	mux.HandleFunc("POST /api/v1/sensors/{id}/out_of_service", s.authed(s.outOfService))
+	mux.HandleFunc("POST /api/v1/sensors/{id}/in_service", s.authed(s.inService))
 	mux.HandleFunc("GET /api/v1/ws", s.serveWS)
 	// Anything else under /api/ is a JSON 404 (not the page), or a 405
 	// when the path exists with another method: this catch-all matches
 	// every method, so the mux would never say 405 under /api/ itself.
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut} {
 			r2 := r.Clone(r.Context())
 			r2.Method = m
 			if _, p := mux.Handler(r2); p != "" && p != "/api/" {

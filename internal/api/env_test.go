@@ -157,6 +157,55 @@ type env struct {
 	srv    *Server
 	ts     *httptest.Server
 	tok    map[string]string // token name → plain token
+	design *designs
+	audit  *audits
+}
+
+// designs is the centre's part of the Design in memory: the Manager
+// follows it as in the centre; the file is the centre's own test's.
+type designs struct {
+	mu  sync.Mutex
+	d   model.Design
+	mgr *alerting.Manager
+}
+
+func (ds *designs) Design() model.Design {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.d.Clone()
+}
+
+func (ds *designs) UpdateDesign(ctx context.Context, user string, change func(*model.Design) error) (model.Design, model.Design, error) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	before, after := ds.d.Clone(), ds.d.Clone()
+	if err := change(&after); err != nil {
+		return before, before, err
+	}
+	if err := ds.mgr.SetDesign(ctx, after, user); err != nil {
+		return before, before, err
+	}
+	ds.d = after
+	return before, after, nil
+}
+
+// audits keeps the audit entries in memory.
+type audits struct {
+	mu sync.Mutex
+	es []AuditEntry
+}
+
+func (a *audits) Audit(_ context.Context, e AuditEntry) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.es = append(a.es, e)
+	return nil
+}
+
+func (a *audits) entries() []AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.es)
 }
 
 // tokenNames are the callers of the authorisation table; the first four
@@ -165,16 +214,23 @@ var tokenNames = []string{"e01", "p01", "c01", "admin", "revoked", "expired", "w
 
 func newEnv(t *testing.T, tune func(*Options)) *env {
 	t.Helper()
+	return newEnvWith(t, twoParks(demo.Plant), demo.Rules, tune)
+}
+
+// newEnvWith is newEnv on another plant and its rules.
+func newEnvWith(t *testing.T, plant *model.Plant, rules []model.SensorRules, tune func(*Options)) *env {
+	t.Helper()
 	e := &env{
-		t: t, plant: twoParks(demo.Plant),
+		t: t, plant: plant,
 		latest: &fakeLatest{r: map[int32]model.Reading{}},
 		feed:   &feed{ch: make(chan []model.Reading)},
 		clock:  &clock{t: time.Now()},
 		reg:    prometheus.NewRegistry(),
 		tok:    map[string]string{},
+		design: &designs{}, audit: &audits{},
 	}
 	var err error
-	e.mgr, err = alerting.New(alerting.Options{Plant: e.plant, Rules: demo.Rules, Log: &memLog{}, Queue: 4096})
+	e.mgr, err = alerting.New(alerting.Options{Plant: e.plant, Rules: rules, Log: &memLog{}, Queue: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +281,11 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 	e.tok["missing"] = ""
 
 	o := Options{
-		Plant: e.plant, Rules: demo.Rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
+		Plant: e.plant, Rules: rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
 		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
+		Design: e.design, Audit: e.audit,
 	}
+	e.design.mgr = e.mgr
 	if tune != nil {
 		tune(&o)
 	}

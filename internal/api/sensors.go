@@ -36,6 +36,9 @@ type sensorJSON struct {
 	QualityReason string             `json:"quality_reason,omitempty"`
 	TS            *string            `json:"ts"`
 	AlarmState    string             `json:"alarm_state"`
+	// OutOfService is the instrument's out-of-service period (admin),
+	// absent while it is in service.
+	OutOfService *serviceJSON `json:"out_of_service,omitempty"`
 }
 
 type list[T any] struct {
@@ -96,7 +99,7 @@ func (s *Server) listSensors(w http.ResponseWriter, r *http.Request, tok auth.To
 		start = int(i) + 1
 	}
 
-	worst := worstBySensor(s.o.Alarms.Active())
+	worst, d := worstBySensor(s.o.Alarms.Active()), s.design()
 	out := list[sensorJSON]{Items: []sensorJSON{}}
 	for i := start; i < len(s.plant.Sensors); i++ {
 		sn := &s.plant.Sensors[i]
@@ -108,7 +111,7 @@ func (s *Server) listSensors(w http.ResponseWriter, r *http.Request, tok auth.To
 			out.Next = encodeCursor("sensors", out.Items[len(out.Items)-1].ID)
 			break
 		}
-		out.Items = append(out.Items, s.sensorObject(int32(i), worst))
+		out.Items = append(out.Items, s.sensorObjectIn(int32(i), worst, d))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -123,6 +126,15 @@ func worstBySensor(active []alerting.Alarm) map[string]alerting.Alarm {
 		}
 	}
 	return m
+}
+
+// sensorObjectIn is sensorObject with its out-of-service period by d.
+func (s *Server) sensorObjectIn(i int32, worst map[string]alerting.Alarm, d model.Design) sensorJSON {
+	o := s.sensorObject(i, worst)
+	if h, ok := d.OutOfServiceAt(o.ID, s.clock()); ok {
+		o.OutOfService = &serviceJSON{Since: rfc3339(h.Since), Until: rfc3339(h.Until), By: h.By, Reason: h.Reason}
+	}
+	return o
 }
 
 func (s *Server) sensorObject(i int32, worst map[string]alerting.Alarm) sensorJSON {

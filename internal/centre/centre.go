@@ -30,6 +30,7 @@ import (
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/influx"
+	"hazardwatch/internal/model"
 	"hazardwatch/internal/store"
 	"hazardwatch/rules"
 )
@@ -98,6 +99,14 @@ type Centre struct {
 	cfg      *config.Config
 	digest   string
 	reloads  chan ruleSwap
+	// running are the rules the pipeline runs: cfg's with the stop orders
+	// of the Design turned on (design.go).
+	running []model.SensorRules
+
+	// The admin's Design (design.go); designMu is taken before reloadMu.
+	designMu   sync.Mutex
+	design     model.Design
+	designWake chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -120,7 +129,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	c := &Centre{o: o, log: o.Logger, reg: prometheus.NewRegistry(), errs: make(chan error, 4), cfg: o.Config, reloads: make(chan ruleSwap)}
+	c := &Centre{o: o, log: o.Logger, reg: prometheus.NewRegistry(), errs: make(chan error, 4), cfg: o.Config, reloads: make(chan ruleSwap), designWake: make(chan struct{}, 1)}
 	if o.ConfigFS != nil {
 		if c.digest, err = ruleDigest(o.ConfigFS); err != nil {
 			return nil, fmt.Errorf("centre: rule files: %w", err)
@@ -157,7 +166,10 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Alarms: o.Config.Alarms, Log: alog, Clock: o.Clock, Logger: o.Logger}); err != nil {
+	if c.design, err = loadDesign(DesignFile(o.DataDir), plant); err != nil {
+		return nil, err
+	}
+	if c.alarms, err = alerting.New(alerting.Options{Plant: plant, Rules: o.Config.Rules, Alarms: o.Config.Alarms, Log: alog, Clock: o.Clock, Logger: o.Logger, Design: c.design}); err != nil {
 		return nil, err
 	}
 	if err := c.reg.Register(c.alarms.Collector()); err != nil {
@@ -171,7 +183,8 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	engine := rules.New(plant, o.Config.Rules, o.Config.Gateways)
+	c.running = c.runningRules(o.Config.Rules, o.Clock())
+	engine := rules.New(plant, c.running, o.Config.Gateways)
 	for _, t := range c.alarms.Conditions() {
 		engine.Assume(t)
 	}
@@ -214,6 +227,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		return nil, err
 	}
 	c.goRun("pipeline", func() error { return pl.run(runCtx) })
+	c.goRun("design", func() error { return c.runDesignTimer(runCtx) })
 	if o.Influx.URL != "" {
 		if err = c.startInflux(ctx, runCtx, js); err != nil {
 			return nil, err
@@ -235,7 +249,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	}
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
-		Alarms: c.alarms, History: history, Latest: lat, Readings: fd,
+		Alarms: c.alarms, History: history, Latest: lat, Readings: fd, Design: c,
 		Checks: append([]api.Check{
 			{Name: "nats", Ready: c.bus.Ready},
 			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},

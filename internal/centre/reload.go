@@ -90,6 +90,8 @@ func capList(s []string) []string {
 // who asked (for the log and the audit event). Every error of the files is
 // logged with its file:line:col; on any error the running rules stay.
 func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, error) {
+	c.designMu.Lock()
+	defer c.designMu.Unlock()
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
 	ev := RulesReloaded{Who: who, Source: c.o.ConfigName, Before: c.digest}
@@ -134,22 +136,12 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 			ev.Gateways = append(ev.Gateways, cfg.Plant.Gateways[g].ID)
 		}
 	}
-	sw := ruleSwap{rules: cfg.Rules, gateways: cfg.Gateways, transitions: new(int), done: make(chan error, 1)}
-	select {
-	case c.reloads <- sw:
-	case <-ctx.Done():
-		return ev, ctx.Err()
-	}
-	select {
-	case err = <-sw.done:
-	case <-ctx.Done():
-		return ev, ctx.Err()
-	}
+	n, err := c.swap(ctx, c.runningRules(cfg.Rules, c.o.Clock()), cfg.Gateways)
 	if err != nil {
 		c.log.Error("rules not reloaded", "who", who, "err", err)
 		return ev, err
 	}
-	ev.Transitions = *sw.transitions
+	ev.Transitions = n
 	if err := c.api.SetRules(cfg.Rules); err != nil {
 		return ev, fmt.Errorf("centre: %w", err) // the same plant: cannot happen
 	}

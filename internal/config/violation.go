@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"hazardwatch/internal/model"
@@ -72,17 +73,17 @@ func (l *loader) stopOrder(p *model.Plant, s *model.Sensor, layers ...*ruleDoc) 
 		e = &p.Enterprises[s.Enterprise]
 	}
 	applies := e != nil && e.Status == model.StopOrdered
-	on := applies
+	removed := false
 	for i, d := range layers {
 		if d == nil || d.StopOrder == nil {
 			continue
 		}
 		so := d.StopOrder
 		if so.Removed {
-			on = false
+			removed = true
 			continue
 		}
-		on = applies
+		removed = false
 		if i == 1 && !applies {
 			l.warnf(so, "sensor %s's enterprise is not stop_ordered: stop_order has nothing to watch", s.ID)
 		}
@@ -108,11 +109,30 @@ func (l *loader) stopOrder(p *model.Plant, s *model.Sensor, layers ...*ruleDoc) 
 			}
 		}
 	}
-	if !on {
+	if e == nil {
 		return model.StopOrderRule{}
 	}
-	r.On, r.BaselineKW = true, e.IdlePowerKW
+	// The settings are kept when the rule is off: an admin's stop order
+	// (PUT /enterprises/{id}/status) turns it on at run time (WithStatus).
+	r.On, r.Removed, r.BaselineKW = applies && !removed, removed, e.IdlePowerKW
 	return r
+}
+
+// WithStatus returns rs with every power sensor's stop-order rule on
+// exactly when status says its enterprise is stop_ordered, unless the
+// rule files removed the rule; rs itself is not changed. The plant files
+// give each enterprise's status at start; an admin changes it at run time.
+func WithStatus(p *model.Plant, rs []model.SensorRules, status func(e int32) model.EnterpriseStatus) []model.SensorRules {
+	out := slices.Clone(rs)
+	for si := range out {
+		s := &p.Sensors[si]
+		so := &out[si].StopOrder
+		if s.Kind != model.Power || s.Enterprise < 0 || so.Removed || (so.MarginPct == 0 && !so.On) {
+			continue
+		}
+		so.On = status(s.Enterprise) == model.StopOrdered
+	}
+	return out
 }
 
 func (l *loader) sisBypass(p *model.Plant, s *model.Sensor, layers ...*ruleDoc) model.SISBypassRule {

@@ -104,6 +104,9 @@ type GatewayRules struct {
 // MarginPct/200) (half the margin: the hysteresis).
 type StopOrderRule struct {
 	On bool
+	// Removed: the rule files turned the rule off for this sensor, so no
+	// stop order turns it on. An off rule keeps its settings otherwise.
+	Removed bool
 	// BaselineKW is the enterprise's configured idle power; 0: learn it
 	// from the sensor's own readings over LearnMS (rules/power.go).
 	BaselineKW float64
