@@ -109,7 +109,16 @@ func TestInfluxHistory(t *testing.T) {
 // which must be 200 OK, into out.
 func apiGet(t *testing.T, addr, token, path string, out any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if code, msg := apiCall(t, addr, token, http.MethodGet, path, "", out); code != http.StatusOK {
+		t.Fatalf("GET %s: %d: %s", path, code, msg)
+	}
+}
+
+// apiCall sends one request to the centre's API and decodes a 200's body
+// into out; it returns the status and, for an error, its message.
+func apiCall(t *testing.T, addr, token, method, path, body string, out any) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,11 +132,14 @@ func apiGet(t *testing.T, addr, token, path string, out any) {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		t.Fatalf("GET %s: %s: %s", path, resp.Status, e.Error)
+		return resp.StatusCode, e.Error
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
 	}
+	return resp.StatusCode, ""
 }
 
 // apiHistory asks the centre's API for a sensor's history.
