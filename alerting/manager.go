@@ -443,6 +443,23 @@ func toxicRank(a Alarm) int {
 }
 
 // Get returns alarm id, of any state, with its history.
+// Select returns every alarm the Manager holds, of any state (it holds
+// every alarm of its log), for which keep is true, without their
+// histories (Get has each one's). keep runs under the Manager's read
+// lock: it must be quick and call nothing of the Manager.
+func (m *Manager) Select(keep func(*Alarm) bool) []Alarm {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Alarm
+	for _, a := range m.alarms {
+		if keep(&a) {
+			a.History = nil
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func (m *Manager) Get(id string) (Alarm, bool) {
 	m.mu.RLock()
 	a, ok := m.alarms[id]

@@ -18,9 +18,6 @@ import (
 	"hazardwatch/internal/model"
 )
 
-// maxProbes bounds the Get calls of one state=all listing (see allAlarms).
-const maxProbes = 200_000
-
 func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Token) {
 	q := r.URL.Query()
 	limit, ok := parseLimit(w, q)
@@ -71,9 +68,11 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Tok
 		after = &k
 	}
 
+	// state=all: every alarm the Manager holds (it keeps every alarm of
+	// its log), in scope, without histories.
 	var alarms []alerting.Alarm
 	if all {
-		alarms = s.allAlarms(filters)
+		alarms = s.o.Alarms.Select(func(a *alerting.Alarm) bool { return inScopes(filters, a.Source) })
 	} else {
 		alarms = s.o.Alarms.Active()
 	}
@@ -104,70 +103,6 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request, tok auth.Tok
 		out.Items = append(out.Items, x.a)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// allAlarms is the first cut of state=all: the Manager lists only open
-// alarms, so closed ones are found by their ids. An alarm id is
-// sensor.rule.occurrence (gateway.gateway_silent.occurrence for a gateway)
-// with occurrences counted from 1 without gaps per (sensor, rule)
-// (alerting.Alarm.ID), and the Manager keeps every alarm
-// since its log began; Get is asked for each in turn until one is missing.
-// The cost grows with every alarm ever raised in scope and is paid on every
-// page; maxProbes bounds it. A history store of alarm events (issue #8)
-// should replace this.
-func (s *Server) allAlarms(filters []auth.Scope) []alerting.Alarm {
-	out := s.o.Alarms.Active()
-	seen := make(map[string]bool, len(out))
-	for _, a := range out {
-		seen[a.ID] = true
-	}
-	probes := 0
-	// probe looks up the occurrences of one condition; false when the
-	// listing is cut short.
-	probe := func(prefix string) bool {
-		for occ := 1; ; occ++ {
-			if probes++; probes > maxProbes {
-				s.log.Warn("api: alarm listing cut short: too many alarms to look up", "probes", maxProbes)
-				return false
-			}
-			a, ok := s.o.Alarms.Get(prefix + strconv.Itoa(occ))
-			if !ok {
-				return true
-			}
-			if !seen[a.ID] {
-				seen[a.ID] = true
-				out = append(out, a)
-			}
-		}
-	}
-	for i := range s.plant.Sensors {
-		sn := &s.plant.Sensors[i]
-		if !s.coversAll(filters, sn.Enterprise) {
-			continue
-		}
-		for rule := range model.NumRuleKinds {
-			if rule != model.GatewaySilent && !probe(sn.ID+"."+rule.String()+".") {
-				return out
-			}
-		}
-	}
-	// A gateway's silence is named after the gateway (gateway.gateway_silent.N).
-	for _, g := range s.plant.Gateways {
-		if s.coversAll(filters, g.Enterprise) && !probe(g.ID+"."+model.GatewaySilent.String()+".") {
-			return out
-		}
-	}
-	return out
-}
-
-// coversAll reports whether every scope covers enterprise e.
-func (s *Server) coversAll(scopes []auth.Scope, e int32) bool {
-	for _, sc := range scopes {
-		if sc.Kind != "all" && !sc.Covers(s.plant, e) {
-			return false
-		}
-	}
-	return true
 }
 
 func inScopes(scopes []auth.Scope, src alerting.Source) bool {

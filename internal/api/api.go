@@ -51,6 +51,9 @@ type Alarms interface {
 	Active() []alerting.Alarm
 	// Get returns one alarm of any state, with its history.
 	Get(id string) (alerting.Alarm, bool)
+	// Select returns the alarms of any state that keep is true of,
+	// without their histories.
+	Select(keep func(*alerting.Alarm) bool) []alerting.Alarm
 	// Ack acknowledges an alarm; it returns once the event is durable.
 	Ack(ctx context.Context, id, user, comment string) error
 	// Shelve hides an alarm for d with a reason, and Unshelve ends the
