@@ -106,12 +106,8 @@ func (o *Options) check() error {
 	if o.Retention < MinRetention {
 		return fmt.Errorf("audit: retention %v: records are kept at least %v (6 months)", o.Retention, MinRetention)
 	}
-	dir, err1 := filepath.Abs(o.Dir)
-	head, err2 := filepath.Abs(o.HeadFile)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if rel, err := filepath.Rel(dir, head); err == nil && !strings.HasPrefix(rel, "..") {
+	dir, head := o.Dir, o.HeadFile
+	if Inside(head, dir) {
 		return fmt.Errorf("audit: head file %s is inside the audit folder %s: it must be outside the data directory", o.HeadFile, o.Dir)
 	}
 	if o.Clock == nil {
@@ -121,6 +117,18 @@ func (o *Options) check() error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// Inside reports whether path is dir or below it, both made absolute: a
+// head file there would be rewritten with the log it guards.
+func Inside(path, dir string) bool {
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // Log appends to the audit folder. Its methods are safe for concurrent use.
