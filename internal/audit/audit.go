@@ -41,6 +41,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -153,6 +154,11 @@ type Log struct {
 func Open(o Options) (*Log, error) {
 	if err := o.check(); err != nil {
 		return nil, err
+	}
+	// The head's folder is not made: a missing one is more likely an
+	// unmounted disk than a folder to create, and every head write would fail.
+	if fi, err := os.Stat(filepath.Dir(o.HeadFile)); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("audit: the head file's folder %s: %w", filepath.Dir(o.HeadFile), cmp.Or(err, errors.New("not a folder")))
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
