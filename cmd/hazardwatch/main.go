@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"simulate": {"run the plant simulator: Modbus TCP devices playing a scenario", runSimulate},
 	"check":    {"validate plant and rule files and print a summary", runCheck},
 	"token":    {"create, list and revoke API tokens", runToken},
+	"audit":    {"verify the audit log's hash chain, list its records", runAudit},
 }
 
 func main() {
