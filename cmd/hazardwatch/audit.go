@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,18 +32,11 @@ func auditFlag(fs *flag.FlagSet, dataDir *string) *auditFlags {
 // as --audit-head says or beside the data directory; a head file inside
 // the data directory is refused.
 func (a *auditFlags) options() (audit.Options, error) {
-	dir, err := filepath.Abs(*a.dataDir)
-	if err != nil {
-		return audit.Options{}, err
+	o, err := audit.ForDataDir(*a.dataDir, *a.head)
+	if err != nil && *a.head != "" {
+		err = fmt.Errorf("--audit-head: %w", err)
 	}
-	head := *a.head
-	if head == "" {
-		head = filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".audit-head")
-	}
-	if audit.Inside(head, dir) {
-		return audit.Options{}, fmt.Errorf("--audit-head %s is inside the data directory %s: a copy there is rewritten with the log it guards", head, *a.dataDir)
-	}
-	return audit.Options{Dir: filepath.Join(*a.dataDir, "audit"), HeadFile: head}, nil
+	return o, err
 }
 
 // cliActor names who runs a command, for the audit log.

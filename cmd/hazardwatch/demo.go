@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +29,7 @@ gateway per plant gateway polling them over real Modbus TCP, the centre
 with its embedded MQTT broker and NATS JetStream, rules, alarms, history,
 and the web page. Prints the page's address and one token per demo user.`, stderr)
 	dataDir := dataDirFlag(fs)
+	af := auditFlag(fs, dataDir)
 	httpAddr := fs.String("http", "127.0.0.1:8080", "web page and API listen address")
 	gwMetrics := fs.String("gateway-metrics", "127.0.0.1:9101", "address of the demo gateways' /metrics, as a gateway box serves its own (empty: none)")
 	debug := fs.Bool("debug", false, "log debug messages")
@@ -48,23 +50,36 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
 	}
+	auditOpts, err := af.options()
+	if err != nil {
+		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
+		return exitUsage
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
+	}
+	if _, err := os.Stat(auditOpts.Dir); errors.Is(err, os.ErrNotExist) {
+		// A new demo data directory: a head left beside it by an earlier
+		// one, deleted to start the demo afresh, guards nothing now. (A
+		// real deployment keeps it: serve reports the log cut short.)
+		if err := os.Remove(auditOpts.HeadFile); err == nil {
+			log.Info("demo: the audit head of an earlier demo data directory removed", "file", auditOpts.HeadFile)
+		}
 	}
 	ctx, stop := signalContext()
 	defer stop()
 
 	// The broker asks every gateway for its token, as `serve` does.
 	cfgFS, cfgName := configSource("")
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, MQTTAuth: true, Logger: log.With("part", "centre")})
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, Audit: auditOpts, MQTTListen: "127.0.0.1:0", HTTPListen: *httpAddr, MQTTAuth: true, Logger: log.With("part", "centre")})
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
 	}
 	defer c.Close()
 	defer reloadOnHangup(ctx, c, log)() // SIGHUP: the embedded rules again, so nothing changes
-	tokens, err := demoTokens(*dataDir, "demo-tokens.txt", demoUsers, c.Tokens())
+	tokens, err := demoTokens(*dataDir, "demo-tokens.txt", demoUsers, c.Tokens(), c.Audit())
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure
@@ -73,7 +88,7 @@ and the web page. Prints the page's address and one token per demo user.`, stder
 	for _, g := range cfg.Plant.Gateways {
 		gwUsers = append(gwUsers, demoToken{Role: auth.Gateway, Scope: auth.GatewayScope(g.ID).String(), Name: g.ID})
 	}
-	gwTokens, err := demoTokens(*dataDir, "demo-gateway-tokens.txt", gwUsers, c.Tokens())
+	gwTokens, err := demoTokens(*dataDir, "demo-gateway-tokens.txt", gwUsers, c.Tokens(), c.Audit())
 	if err != nil {
 		fmt.Fprintf(stderr, "hazardwatch demo: %v\n", err)
 		return exitFailure

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/centre"
@@ -43,6 +45,7 @@ of an embedded one; the server must sync every write (its jetstream block:
 sync_interval: always), as the embedded one does. Credentials: --nats-user
 with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	dataDir := dataDirFlag(fs)
+	af := auditFlag(fs, dataDir)
 	cfgDir := configFlag(fs)
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker's listen address")
 	mqttAuth := fs.String("mqtt-auth", "token", "who may connect to the embedded broker: token (gateways with their token or client certificate, admins read-only) or none (anyone, as any gateway; logs a warning)")
@@ -111,10 +114,15 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	if *external != "" {
 		*mqttAddr = ""
 	}
+	auditOpts, err := af.options()
+	if err != nil {
+		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
+		return exitUsage
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	cfgFS, cfgName := configSource(*cfgDir)
-	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, MQTTListen: *mqttAddr, ExternalBroker: *external,
+	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, Audit: auditOpts, MQTTListen: *mqttAddr, ExternalBroker: *external,
 		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
 		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
 			Retention: *influxRetention, AlterRetention: *influxAlter},
@@ -298,7 +306,7 @@ var demoUsers = []demoToken{
 // demoTokens returns the demo's tokens for users: read from the 0600 file
 // beside the data (demo only: a real deployment keeps no plain tokens), or
 // created in the token store at the first start and written there.
-func demoTokens(dataDir, file string, users []demoToken, store *auth.Store) ([]demoToken, error) {
+func demoTokens(dataDir, file string, users []demoToken, store *auth.Store, alog *audit.Log) ([]demoToken, error) {
 	path := filepath.Join(dataDir, file)
 	if f, err := os.Open(path); err == nil {
 		defer f.Close()
@@ -326,9 +334,13 @@ func demoTokens(dataDir, file string, users []demoToken, store *auth.Store) ([]d
 		if err != nil {
 			return nil, err
 		}
-		plain, _, err := store.Create(u.Name, u.Role, sc, 0, time.Now())
+		plain, t, err := store.Create(u.Name, u.Role, sc, 0, time.Now())
 		if err != nil {
 			return nil, err
+		}
+		if _, err := alog.Append(context.Background(), audit.Entry{Actor: "demo", From: "system", Action: "token.create",
+			Object: "token:" + t.ID, After: tokenJSON(&t)}); err != nil && !errors.Is(err, audit.ErrHead) {
+			return nil, fmt.Errorf("demo tokens: %w", err)
 		}
 		u.Token = plain
 		out = append(out, u)

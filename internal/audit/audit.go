@@ -120,6 +120,25 @@ func (o *Options) check() error {
 	return nil
 }
 
+// ForDataDir is the audit log of a data directory: its folder
+// <data-dir>/audit and, unless head is given, a head file beside the data
+// directory named after it (/var/lib/hazardwatch →
+// /var/lib/hazardwatch.audit-head), the default every command shares. A
+// head inside the data directory is refused.
+func ForDataDir(dataDir, head string) (Options, error) {
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return Options{}, fmt.Errorf("audit: %w", err)
+	}
+	if head == "" {
+		head = filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".audit-head")
+	}
+	if Inside(head, dir) {
+		return Options{}, fmt.Errorf("audit: the head file %s is inside the data directory %s: a copy there is rewritten with the log it guards", head, dataDir)
+	}
+	return Options{Dir: filepath.Join(dataDir, "audit"), HeadFile: head}, nil
+}
+
 // Inside reports whether path is dir or below it, both made absolute: a
 // head file there would be rewritten with the log it guards.
 func Inside(path, dir string) bool {

@@ -26,6 +26,7 @@ import (
 	"hazardwatch/alerting"
 	"hazardwatch/ingest"
 	"hazardwatch/internal/api"
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/bus"
 	"hazardwatch/internal/config"
@@ -70,6 +71,10 @@ type Options struct {
 	Influx influx.Options
 	// Notify configures the notifications of escalations (notify.go).
 	Notify NotifyOptions
+	// Audit is the audit log's folder and head file; the zero value is
+	// <DataDir>/audit with the head beside DataDir (audit.ForDataDir). The
+	// centre fills in Logger and Clock.
+	Audit audit.Options
 	// NATS, when its URL is set, makes the centre use that external NATS
 	// server with JetStream (bus.Dial) instead of starting the embedded
 	// one under DataDir. The centre fills in Logger.
@@ -92,6 +97,7 @@ type Centre struct {
 	http       *http.Server
 	httpAddr   string
 	tokens     *auth.Store
+	audit      *audit.Log
 
 	// The running config and its rule files' digest; reloads hand new
 	// rules to the pipeline (reload.go).
@@ -207,6 +213,9 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	lat, fd := newLatest(len(plant.Sensors)), newFeed()
 	pl := &pipeline{plant: plant, engine: engine, alarms: c.alarms, hist: c.hist, latest: lat, feed: fd, log: o.Logger.With("stage", "pipeline"), clock: o.Clock, lag: lag, reloads: c.reloads}
 
+	if err = c.openAudit(); err != nil {
+		return nil, err
+	}
 	// The broker checks MQTT clients' tokens, the API its callers'.
 	if c.tokens, err = auth.Open(TokenFile(o.DataDir)); err != nil {
 		return nil, err
@@ -249,7 +258,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 	}
 	c.api, err = api.New(api.Options{
 		Plant: plant, Rules: o.Config.Rules, Tokens: c.tokens,
-		Alarms: c.alarms, History: history, Latest: lat, Readings: fd, Design: c,
+		Alarms: c.alarms, History: history, Latest: lat, Readings: fd, Design: c, Audit: apiAuditor{c.audit},
 		Checks: append([]api.Check{
 			{Name: "nats", Ready: c.bus.Ready},
 			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},

@@ -6,10 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"hazardwatch/alerting"
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
@@ -126,5 +130,22 @@ func TestDesignChanges(t *testing.T) {
 	a, _ := c.alarms.Get(id)
 	if last := a.History[len(a.History)-1]; last.Event != alerting.ReturnedToService || last.User != "值班管理员" {
 		t.Errorf("the alarm's last event: %s by %q", last.Event, last.User)
+	}
+	// Each change is in the audit log: who, from where, before and after.
+	var got []string
+	for r, err := range audit.Records(filepath.Join(dir, "audit"), time.Time{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(r.Actor, " 值班管理员") || r.Role != "admin" || !strings.HasPrefix(r.From, "127.0.0.1:") || r.After == nil {
+			t.Errorf("audit record %d: %+v", r.Seq, r.Entry)
+		}
+		got = append(got, r.Action+" "+r.Object)
+	}
+	if want := []string{"enterprise.status enterprise:e01", "sensor.out_of_service sensor:" + sensor, "sensor.in_service sensor:" + sensor}; !slices.Equal(got, want) {
+		t.Errorf("audit log: %q, want %q", got, want)
+	}
+	if rep, err := audit.Verify(audit.Options{Dir: filepath.Join(dir, "audit"), HeadFile: dir + ".audit-head"}); err != nil || rep.Records != 3 {
+		t.Errorf("audit verify: %+v %v", rep, err)
 	}
 }

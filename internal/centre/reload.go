@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"hazardwatch/configs"
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
@@ -26,7 +28,7 @@ import (
 // engine and swaps them between two batches (rules.Engine.Reload). Rules
 // with errors, or a plant that changed, are refused and the running rules
 // stay. Each reload that takes effect is logged as a RulesReloaded event,
-// which the audit log (#7) will keep.
+// and one that changed the files is kept in the audit log.
 
 // ErrPlantChanged refuses a reload whose plant files changed the plant:
 // sensors, gateways and the rest are fixed for the life of the process.
@@ -149,7 +151,32 @@ func (c *Centre) ReloadRules(ctx context.Context, who string) (RulesReloaded, er
 	c.digest = ev.After
 	ev.At = c.o.Clock()
 	c.log.Info("rules reloaded", "event", ev)
+	if ev.Before != ev.After {
+		c.auditReload(ctx, ev)
+	}
 	return ev, nil
+}
+
+// auditReload records a reload that changed the rule files. Its failure
+// is logged (and counted by the audit log): the rules are in force.
+func (c *Centre) auditReload(ctx context.Context, ev RulesReloaded) {
+	type digest struct {
+		Digest string `json:"digest"`
+	}
+	type change struct {
+		Digest   string   `json:"digest"`
+		Changed  []string `json:"sensors_changed,omitempty"`
+		Added    []string `json:"rules_added,omitempty"`
+		Removed  []string `json:"rules_removed,omitempty"`
+		Gateways []string `json:"gateways_changed,omitempty"`
+	}
+	before, _ := json.Marshal(digest{ev.Before})
+	after, _ := json.Marshal(change{ev.After, ev.Changed, ev.Added, ev.Removed, ev.Gateways})
+	_, err := c.audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: ev.Who, From: "signal", Action: "rules.reload",
+		Object: "rules:" + ev.Source, Before: before, After: after})
+	if err != nil {
+		c.log.Error("rule reload not audited", "who", ev.Who, "err", err)
+	}
 }
 
 // swapRules runs on the pipeline's goroutine: the engine and the alarm

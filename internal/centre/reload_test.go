@@ -15,6 +15,7 @@ import (
 
 	"hazardwatch/alerting"
 	"hazardwatch/configs"
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/chem"
 	"hazardwatch/internal/config"
@@ -58,8 +59,9 @@ func TestReloadRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testlog.Buffer{}
+	dataDir := t.TempDir()
 	c, err := Start(context.Background(), Options{
-		Config: cfg, ConfigFS: os.DirFS(dir), ConfigName: dir, DataDir: t.TempDir(),
+		Config: cfg, ConfigFS: os.DirFS(dir), ConfigName: dir, DataDir: dataDir,
 		MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -145,6 +147,21 @@ func TestReloadRules(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "rules reloaded") || !strings.Contains(logs.String(), "who=\"SIGHUP from tester\"") {
 		t.Errorf("no reload line with who in the log:\n%s", logs)
+	}
+	// The change, and only it (the first reload changed nothing), is in
+	// the audit log.
+	var reloads []audit.Record
+	for r, err := range audit.Records(filepath.Join(dataDir, "audit"), time.Time{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Action == "rules.reload" {
+			reloads = append(reloads, r)
+		}
+	}
+	if len(reloads) != 1 || reloads[0].Actor != "SIGHUP from tester" || !strings.Contains(string(reloads[0].After), `"sensors_changed":["`+v103+`"]`) ||
+		!strings.Contains(string(reloads[0].Before), ev.Before) {
+		t.Errorf("audit records of the reloads: %+v", reloads)
 	}
 
 	before := c.digest
