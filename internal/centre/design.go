@@ -100,6 +100,7 @@ func (c *Centre) UpdateDesign(ctx context.Context, user string, change func(*mod
 	c.designMu.Lock()
 	defer c.designMu.Unlock()
 	before, after = c.design.Clone(), c.design.Clone()
+	after.Prune(c.o.Clock())
 	if err := change(&after); err != nil {
 		return before, before, err
 	}

@@ -68,6 +68,13 @@ func (d Design) Clone() Design {
 	return Design{Status: maps.Clone(d.Status), OutOfService: maps.Clone(d.OutOfService)}
 }
 
+// Prune removes what has ended by now: a file of settings that only grows
+// would keep every stop order ever given.
+func (d *Design) Prune(now time.Time) {
+	maps.DeleteFunc(d.Status, func(_ string, s StatusSetting) bool { return !InForce(s.Until, now) })
+	maps.DeleteFunc(d.OutOfService, func(_ string, h ServiceHold) bool { return !InForce(h.Until, now) })
+}
+
 // Ends returns every Until of d after now: the times at which something
 // d says ends.
 func (d Design) Ends(now time.Time) []time.Time {
