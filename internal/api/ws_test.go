@@ -241,9 +241,111 @@ func TestWSResume(t *testing.T) {
 	}
 }
 
+// restart stops the server and the Manager and starts new ones over the
+// same log, as a restart of the centre does.
+func (e *env) restart() {
+	e.t.Helper()
+	if err := e.srv.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.ts.Close()
+	e.stopManager()
+	e.startManager()
+	e.startServer()
+}
+
+// TestWSResumeRestart (issue #7): 100 events in scope pass while a client
+// is away; it resumes and gets exactly those, in order, once. It goes away
+// again; events pass before and after a restart of the centre (a new
+// Manager and server over the same log), and a resume from before the
+// restart replays all of them, not a reset, none twice. An enterprise's
+// client counts its enterprise's events, an admin's every event.
+func TestWSResumeRestart(t *testing.T) {
+	e := newEnv(t, nil)
+	clients := []struct{ name, key string }{{"e01", "enterprise:e01"}, {"admin", "all"}}
+	last := map[string]uint64{}
+	var first []*wsClient
+	for _, c := range clients {
+		w := e.dial(c.name, sub{"type": "subscribe"})
+		if f := w.next(); f.Type != "snapshot" || f.Seq != 0 {
+			t.Fatalf("%s: %+v", c.name, f)
+		}
+		first = append(first, w)
+	}
+	e.raise("e02-V201-LT")
+	e.raise("e01-V101-LT")
+	for i, c := range clients {
+		last[c.name] = first[i].nextAlarm().Seq
+		if c.name == "admin" {
+			last[c.name] = first[i].nextAlarm().Seq
+		}
+		first[i].c.Close()
+	}
+	if last["e01"] != 1 || last["admin"] != 2 {
+		t.Fatalf("before going away: e01 at %d, admin at %d", last["e01"], last["admin"])
+	}
+
+	// away: n e01 events and n/2 of e02 while the clients are away.
+	e01, e02 := true, true
+	away := func(n int) {
+		for range n / 2 {
+			e01 = e.toggle("e01-V101-LT", 2, e01)
+			e02 = e.toggle("e02-V201-LT", 1, e02)
+		}
+	}
+	// resume reconnects each client from its last seq and checks that it
+	// gets every event after it up to the hub's current seq, in order, in
+	// its scope, resumed, and then the next live one: nothing twice.
+	resume := func(when string) {
+		t.Helper()
+		ws := map[string]*wsClient{}
+		for _, c := range clients {
+			cur := e.hubSeq(c.key)
+			w := e.dial(c.name, sub{"type": "subscribe", "resume": last[c.name]})
+			ws[c.name] = w
+			f := w.next()
+			if f.Type != "snapshot" || !f.Resumed || f.Reset || f.Seq != last[c.name] || len(f.Alarms) != 0 {
+				t.Fatalf("%s, %s resuming from %d: %+v, want a resumed snapshot", when, c.name, last[c.name], f)
+			}
+			for want := last[c.name] + 1; want <= cur; want++ {
+				f := w.nextAlarm()
+				if f.Seq != want || (c.name == "e01" && f.Alarm.Source.Enterprise != "e01") {
+					t.Fatalf("%s, %s: seq %d of %s, want %d", when, c.name, f.Seq, f.Alarm.Source.Enterprise, want)
+				}
+			}
+			t.Logf("%s, %s: resumed from %d, replayed %d events", when, c.name, last[c.name], cur-last[c.name])
+			last[c.name] = cur
+		}
+		e01 = e.toggle("e01-V101-LT", 1, e01)
+		for _, c := range clients {
+			last[c.name]++
+			if f := ws[c.name].nextAlarm(); f.Seq != last[c.name] || f.Alarm.Source.Sensor != "e01-V101-LT" {
+				t.Fatalf("%s, %s: live event %+v, want seq %d", when, c.name, f, last[c.name])
+			}
+			ws[c.name].c.Close()
+		}
+	}
+
+	away(100)
+	waitFor(t, "the hub to see them", func() bool { return e.hubSeq("enterprise:e01") == 101 })
+	resume("without a restart")
+	if last["e01"] != 102 || last["admin"] != 153 {
+		t.Fatalf("after the first resume: e01 at %d, admin at %d; want 102 and 153", last["e01"], last["admin"])
+	}
+
+	away(50)
+	e.restart()
+	away(50)
+	waitFor(t, "the new hub to see them", func() bool { return e.hubSeq("enterprise:e01") == 202 })
+	resume("across a restart")
+	if last["e01"] != 203 || last["admin"] != 304 {
+		t.Errorf("after the restart: e01 at %d, admin at %d; want 203 and 304", last["e01"], last["admin"])
+	}
+}
+
 // TestWSResumeReset: a resume older than the ring, or ahead of the
-// server, or after a restart (an empty ring), gets a full snapshot marked
-// reset.
+// server, gets a full snapshot marked reset; a new server's ring starts
+// where the Manager's recent events do.
 func TestWSResumeReset(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.ringSize = 10 })
 	e.raise("e02-V201-LT")
@@ -271,8 +373,10 @@ func TestWSResumeReset(t *testing.T) {
 		}
 	}
 
-	// A restarted server: a new hub, an empty ring.
-	srv2, err := New(Options{Plant: e.plant, Rules: demo.Rules, Tokens: e.tokens, Alarms: e.mgr})
+	// A new server over the same Manager: its ring starts with the
+	// Manager's recent events, the last 10 (TestWSResumeRestart restarts
+	// the Manager too).
+	srv2, err := New(Options{Plant: e.plant, Rules: demo.Rules, Tokens: e.tokens, Alarms: e.mgr, ringSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,11 +384,17 @@ func TestWSResumeReset(t *testing.T) {
 	e2.srv = srv2
 	e2.ts = newTestServer(t, srv2)
 	waitFor(t, "the new hub", func() bool { return srv2.hub.ready(context.Background()) == nil })
-	if f := e2.dial("e01", sub{"type": "subscribe", "resume": 20}).next(); !f.Reset || f.Seq != 21 || len(f.Alarms) != 1 {
-		t.Errorf("resume 20 after a restart at 21: %+v", f)
+	if f := e2.dial("e01", sub{"type": "subscribe", "resume": 10}).next(); !f.Reset || f.Seq != 21 || len(f.Alarms) != 1 {
+		t.Errorf("resume 10 from a new server at 21 with a ring of 10: %+v", f)
 	}
-	if f := e2.dial("e01", sub{"type": "subscribe", "resume": 21}).next(); !f.Resumed || f.Seq != 21 {
-		t.Errorf("resume 21 after a restart at 21: %+v", f)
+	c = e2.dial("e01", sub{"type": "subscribe", "resume": 11})
+	if f := c.next(); !f.Resumed || f.Seq != 11 {
+		t.Errorf("resume 11 from a new server at 21 with a ring of 10: %+v", f)
+	}
+	for want := uint64(12); want <= 21; want++ {
+		if f := c.nextAlarm(); f.Seq != want {
+			t.Fatalf("replay from the new server: %d, want %d", f.Seq, want)
+		}
 	}
 }
 
@@ -518,7 +628,8 @@ func (c *cuttable) SubscribeSnapshot(n int) (alerting.Snapshot, <-chan alerting.
 // TestWSResync: when the hub's subscription is lost, its clients are
 // disconnected with 1013 (they cannot know what they missed), new clients
 // are refused until the hub has subscribed again, and then a resume from
-// before the loss is a reset while one at the current seq resumes.
+// before the loss replays the missed events from the new snapshot's
+// recent ones, and one at the current seq resumes.
 func TestWSResync(t *testing.T) {
 	var cm *cuttable
 	e := newEnv(t, func(o *Options) {
@@ -558,17 +669,15 @@ func TestWSResync(t *testing.T) {
 	cm.mu.Unlock()
 	waitFor(t, "the hub to subscribe again", func() bool { return e.srv.hub.ready(context.Background()) == nil })
 
+	// The new subscription's snapshot brings the recent events: a resume
+	// from before the loss replays what the client missed, the event the
+	// hub never saw live included.
 	c = e.dial("e01", sub{"type": "subscribe", "resume": 1})
-	f := c.next()
-	if !f.Reset || f.Seq != 2 || len(f.Alarms) != 2 {
-		t.Errorf("resume 1 after the resync: %+v, want a reset at 2 with both alarms", f)
+	if f := c.next(); !f.Resumed || f.Seq != 1 {
+		t.Errorf("resume 1 after the resync: %+v, want resumed at 1", f)
 	}
-	found := false
-	for _, x := range f.Alarms {
-		found = found || x.ID == a.ID
-	}
-	if !found {
-		t.Errorf("the snapshot lacks %s, raised while the hub was away", a.ID)
+	if f := c.nextAlarm(); f.Seq != 2 || f.Alarm.ID != a.ID {
+		t.Errorf("replay after the resync: %+v, want seq 2 of %s", f, a.ID)
 	}
 	d := e.dial("e01", sub{"type": "subscribe", "resume": 2})
 	if f := d.next(); !f.Resumed || f.Seq != 2 {
