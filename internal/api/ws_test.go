@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,8 +401,89 @@ func TestWSResumeReset(t *testing.T) {
 	}
 }
 
-// TestWSSlowClient: a client that never reads is dropped, and a client
-// that reads gets every event meanwhile.
+// fanout is WebSocket clients that read every frame on their own
+// goroutines, check that their alarm seqs run 1, 2, 3 … and note when
+// each alarm frame came.
+type fanout struct {
+	conns []*websocket.Conn
+	seen  []atomic.Uint64 // the last seq each client read
+	recv  [][]int64       // per client, the arrival (Unix ns) of seq i+1; read after stop
+	errc  chan error
+	wg    sync.WaitGroup
+}
+
+// startFanout connects n clients with snapshots at seq 0, as the tokens
+// e01, p01, c01 and admin in turn: with every event in e01 their seqs are
+// the same.
+func (e *env) startFanout(n int) *fanout {
+	e.t.Helper()
+	f := &fanout{seen: make([]atomic.Uint64, n), recv: make([][]int64, n), errc: make(chan error, n)}
+	names := []string{"e01", "p01", "c01", "admin"}
+	for i := range n {
+		w := e.dial(names[i%len(names)], sub{"type": "subscribe"})
+		if fr := w.next(); fr.Type != "snapshot" || fr.Seq != 0 {
+			e.t.Fatalf("client %d: %+v, want a snapshot at 0", i, fr)
+		}
+		f.conns = append(f.conns, w.c)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for {
+				_, b, err := w.c.ReadMessage()
+				if err != nil {
+					return
+				}
+				at := time.Now().UnixNano()
+				var fr wsFrame
+				if err := json.Unmarshal(b, &fr); err != nil {
+					f.errc <- fmt.Errorf("client %d: %v in %s", i, err, b)
+					return
+				}
+				if fr.Type != "alarm" {
+					continue
+				}
+				if want := f.seen[i].Load() + 1; fr.Seq != want {
+					f.errc <- fmt.Errorf("client %d (%s): seq %d, want %d", i, names[i%len(names)], fr.Seq, want)
+					return
+				}
+				f.recv[i] = append(f.recv[i], at)
+				f.seen[i].Store(fr.Seq)
+			}
+		}()
+	}
+	e.t.Cleanup(f.stop)
+	return f
+}
+
+// caughtUp says whether every client has read up to seq n; a client's
+// error fails the test.
+func (f *fanout) caughtUp(t *testing.T, n uint64) bool {
+	t.Helper()
+	select {
+	case err := <-f.errc:
+		t.Fatal(err)
+	default:
+	}
+	for i := range f.seen {
+		if f.seen[i].Load() < n {
+			return false
+		}
+	}
+	return true
+}
+
+// stop closes the clients and waits for their goroutines; again does
+// nothing more.
+func (f *fanout) stop() {
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.wg.Wait()
+}
+
+// TestWSSlowClient (issue #7): among 50 clients that read, one that never
+// reads is dropped within 10 s, while the 50 get every event, in order,
+// without a gap, before and after the drop.
 func TestWSSlowClient(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.clientQueue = 16 })
 	// Small socket buffers on both sides, or the silent client's socket
@@ -408,41 +492,45 @@ func TestWSSlowClient(t *testing.T) {
 	e.ts.Listener = smallSendListener{e.ts.Listener}
 	e.ts.Start()
 	t.Cleanup(e.ts.Close)
-	fast := e.dial("e01", sub{"type": "subscribe"})
+	const readers = 50
+	fast := e.startFanout(readers)
 	slow := e.dialWith(smallBufferDialer(), "e01", sub{"type": "subscribe"})
-	if f := fast.next(); f.Type != "snapshot" {
-		t.Fatal(f)
-	}
 	_ = slow // never read
-	waitFor(t, "two clients", func() bool { return e.metric("hw_ws_clients") == 2 })
+	waitFor(t, "51 clients", func() bool { return e.metric("hw_ws_clients") == readers+1 })
 
-	var seq uint64
+	var n uint64
 	active := false
-	deadline := time.Now().Add(20 * time.Second)
-	for e.metric("hw_ws_dropped_total", "reason", dropSlow) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the slow client was not dropped after %d events", seq)
-		}
-		// Bursts of half the queue: the fast client's queue never fills
-		// while it reads, the silent one's does once its socket is full.
+	// A burst is half the queue: the readers' queues never fill while
+	// they read, the silent one's does once its socket is full.
+	burst := func() {
+		t.Helper()
 		active = e.toggle("e01-V101-LT", 8, active)
-		for range 8 {
-			f := fast.nextAlarm()
-			if f.Seq != seq+1 {
-				t.Fatalf("fast client: seq %d after %d", f.Seq, seq)
-			}
-			seq = f.Seq
-		}
+		n += 8
+		waitFor(t, "the readers to get the burst", func() bool { return fast.caughtUp(t, n) })
 	}
-	waitFor(t, "the slow client to go", func() bool { return e.metric("hw_ws_clients") == 1 })
-	e.toggle("e01-V101-LT", 5, active)
+	start := time.Now()
+	for e.metric("hw_ws_dropped_total", "reason", dropSlow) == 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("the slow client was not dropped within 10 s (%d events)", n)
+		}
+		burst()
+	}
+	dropped, at := time.Since(start), n
+	waitFor(t, "the slow client to go", func() bool { return e.metric("hw_ws_clients") == readers })
 	for range 5 {
-		if f := fast.nextAlarm(); f.Seq != seq+1 {
-			t.Fatalf("fast client after the drop: seq %d after %d", f.Seq, seq)
-		}
-		seq++
+		burst()
 	}
-	t.Logf("slow client dropped after %d events", seq)
+	fast.stop()
+	if got := e.metric("hw_ws_dropped_total", "reason", dropSlow); got != 1 {
+		t.Errorf("%v clients dropped as slow, want 1", got)
+	}
+	for i := range fast.recv {
+		if got := len(fast.recv[i]); got != int(n) {
+			t.Errorf("client %d got %d events, want %d", i, got, n)
+		}
+	}
+	t.Logf("the slow client was dropped %v after the first event (%d events); the %d readers got all %d, in order",
+		dropped.Round(time.Millisecond), at, readers, n)
 }
 
 // smallSendListener gives accepted connections an 8 KiB send buffer.
