@@ -404,12 +404,32 @@ func (h *hub) onEvent(ev alerting.Event) {
 	} else {
 		h.open[a.ID] = a
 	}
+	// A frame differs between clients only by its seq: one per seq the
+	// event has (overall, enterprise, park, county), shared.
+	var frames [4]struct {
+		seq  uint64
+		data []byte
+	}
+	nf := 0
+	frameFor := func(seq uint64) []byte {
+		for i := range nf {
+			if frames[i].seq == seq {
+				return frames[i].data
+			}
+		}
+		b := alarmFrame(seq, e)
+		if nf < len(frames) {
+			frames[nf].seq, frames[nf].data = seq, b
+			nf++
+		}
+		return b
+	}
 	for c := range h.clients {
 		if !inScope(c.scope, e.src) {
 			continue
 		}
 		select {
-		case c.q <- frame{data: alarmFrame(seqIn(c.scope, e.seq), e), at: e.at}:
+		case c.q <- frame{data: frameFor(seqIn(c.scope, e.seq)), at: e.at}:
 		default:
 			h.dropLocked(c, websocket.ClosePolicyViolation, "客户端过慢 / client too slow: send queue full", dropSlow)
 		}
