@@ -59,13 +59,16 @@ func twoParks(p *model.Plant) *model.Plant {
 type memLog struct {
 	mu  sync.Mutex
 	evs []alerting.Event
+	at  []time.Time // when each event became durable, for the load run's latencies
 }
 
 func (l *memLog) Append(ctx context.Context, evs []alerting.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	for i := range evs {
 		l.evs = append(l.evs, evs[i])
+		l.at = append(l.at, now)
 		evs[i].LogSeq = uint64(len(l.evs))
 	}
 	return nil
