@@ -621,6 +621,64 @@ func TestWSReadings(t *testing.T) {
 	}
 }
 
+// TestWSPing: the product pings every 15 s and waits twice that for an
+// answer; a client that answers the pings (as browsers and gorilla do)
+// stays connected past the pong deadline, its pings a period apart.
+func TestWSPing(t *testing.T) {
+	if d := newEnv(t, nil).srv.o; d.pingEvery != 15*time.Second || d.pongWait != 30*time.Second || d.readingsEvery != time.Second || d.ringSize != alerting.DefaultRecent {
+		t.Errorf("defaults: ping every %v, pong wait %v, readings every %v, ring %d (the Manager keeps %d)", d.pingEvery, d.pongWait, d.readingsEvery, d.ringSize, alerting.DefaultRecent)
+	}
+	const every = 40 * time.Millisecond
+	e := newEnv(t, func(o *Options) {
+		o.pingEvery = every
+		o.pongWait = 3 * every
+	})
+	w := e.dial("e01", sub{"type": "subscribe"})
+	if f := w.next(); f.Type != "snapshot" {
+		t.Fatal(f)
+	}
+	_ = w.c.SetReadDeadline(time.Time{})
+	var mu sync.Mutex
+	var pings []time.Time
+	w.c.SetPingHandler(func(data string) error {
+		mu.Lock()
+		pings = append(pings, time.Now())
+		mu.Unlock()
+		return w.c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := w.c.ReadMessage(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	const n = 12 // four pong deadlines
+	waitFor(t, "12 pings", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(pings) >= n
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("a client answering pings was disconnected: %v", err)
+	default:
+	}
+	if got := e.metric("hw_ws_dropped_total", "reason", dropPong); got != 0 {
+		t.Errorf("hw_ws_dropped_total{reason=read_timeout} = %v", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	span := pings[n-1].Sub(pings[0])
+	if avg := span / (n - 1); avg < every*3/4 || avg > 3*every {
+		t.Errorf("pings %v apart on average, want about %v", avg, every)
+	}
+	w.c.Close()
+	<-done
+}
+
 // TestWSLifecycle: a client that answers no ping is dropped at the pong
 // deadline; a token revoked while connected ends the stream; Close
 // disconnects everyone with 1001 and returns once they are gone.
