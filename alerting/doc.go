@@ -149,4 +149,12 @@
 // that cannot be made durable is retried, with backoff, until it is or the
 // Manager stops; nothing after it is processed meanwhile, so no number is
 // ever given to two different events.
+//
+// The Manager also keeps the latest durable events (Options.Recent, 10 000
+// by default: a bounded ring, filled from the Log at start and then live)
+// and hands them out with the snapshot of SubscribeSnapshot, under the
+// lock that takes the snapshot and adds the subscriber: the events before
+// the snapshot's seq and those on the channel after it join without a gap
+// or a repeat. The WebSocket hub seeds its resume ring with them, so a
+// client resumes across a restart of the centre.
 package alerting

@@ -54,7 +54,17 @@ type Options struct {
 	// Design is the admin's Design as it was kept durable (SetDesign):
 	// statuses and instruments out of service. The zero value sets none.
 	Design model.Design
+	// Recent is how many of the latest durable events the Manager keeps,
+	// from the log at start and then live, to hand out with every
+	// SubscribeSnapshot (Snapshot.Recent): what lets a WebSocket client
+	// resume across a restart. Default 10 000 (the API's resume ring);
+	// negative keeps none.
+	Recent int
 }
+
+// DefaultRecent is how many of the latest events a Manager keeps for
+// Snapshot.Recent unless Options.Recent says otherwise.
+const DefaultRecent = 10_000
 
 // DefaultMaxShelve is the shelving limit of the default alarm rules: one
 // shift, so that a shelf never outlasts the operator who set it.
@@ -109,6 +119,10 @@ type Manager struct {
 	flooding   []Flood
 	floodEnded []FloodPeriod
 	floodSubs  map[chan Flood]struct{}
+	// recent is a ring of the latest Options.Recent durable events,
+	// oldest at recentHead once full; written by apply under mu.
+	recent     []Event
+	recentHead int
 }
 
 // actReq is an action on one alarm, answered once its event is durable.
@@ -149,6 +163,12 @@ func New(o Options) (*Manager, error) {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1024
+	}
+	switch {
+	case o.Recent == 0:
+		o.Recent = DefaultRecent
+	case o.Recent < 0:
+		o.Recent = 0
 	}
 	m := &Manager{
 		o: o, log: o.Logger, clock: o.Clock,
@@ -508,6 +528,13 @@ type Snapshot struct {
 	// "enterprise:ID", "park:ID" and "county:ID": the N of a WebSocket
 	// snapshot for a client of that scope.
 	Scopes map[string]uint64
+	// Recent are the latest durable events up to and including Seq,
+	// oldest first, consecutive (at most Options.Recent; fewer when the
+	// log holds fewer), whether they were replayed from the log at start
+	// or made since: a subscriber that replays missed events (the
+	// WebSocket's resume) starts its buffer with them, so that a restart
+	// of the centre does not empty it.
+	Recent []Event
 }
 
 // Subscribe returns a channel of events, each delivered after it is
@@ -523,7 +550,9 @@ func (m *Manager) Subscribe(buffer int) (<-chan Event, func()) {
 
 // SubscribeSnapshot is Subscribe with the open alarms as of the last event
 // before the first one the channel delivers: events on the channel have
-// Seq.Global > Snapshot.Seq, with none missing (SPEC §3 WebSocket).
+// Seq.Global > Snapshot.Seq, with none missing (SPEC §3 WebSocket). The
+// snapshot's Recent events end at Seq, so that the events before the
+// snapshot and those on the channel join without a gap either.
 func (m *Manager) SubscribeSnapshot(buffer int) (Snapshot, <-chan Event, func()) {
 	return m.subscribe(buffer, true)
 }
@@ -533,7 +562,7 @@ func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func
 	m.mu.Lock()
 	var sn Snapshot
 	if snap {
-		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked(), Floods: slices.Clone(m.flooding), Scopes: map[string]uint64{}}
+		sn = Snapshot{Seq: m.lastSeq, Alarms: m.activeLocked(), Floods: slices.Clone(m.flooding), Scopes: map[string]uint64{}, Recent: m.recentLocked()}
 		for i, kind := range [3]string{"enterprise", "park", "county"} {
 			for id, seq := range m.scope[i] {
 				sn.Scopes[kind+":"+id] = seq
@@ -558,6 +587,31 @@ func (m *Manager) subscribe(buffer int, snap bool) (Snapshot, <-chan Event, func
 		})
 	}
 	return sn, s.ch, cancel
+}
+
+// recentLocked copies the recent events out, oldest first.
+func (m *Manager) recentLocked() []Event {
+	if len(m.recent) == 0 {
+		return nil
+	}
+	out := make([]Event, 0, len(m.recent))
+	out = append(out, m.recent[m.recentHead:]...)
+	return append(out, m.recent[:m.recentHead]...)
+}
+
+// keepRecent adds a durable event to the recent ring, in place once full:
+// no allocation per event then.
+func (m *Manager) keepRecent(ev Event) {
+	if m.o.Recent == 0 {
+		return
+	}
+	ev.Alarm.History = nil
+	if len(m.recent) < m.o.Recent {
+		m.recent = append(m.recent, ev)
+		return
+	}
+	m.recent[m.recentHead] = ev
+	m.recentHead = (m.recentHead + 1) % len(m.recent)
 }
 
 // onTransition turns a rule's transition into an event of its condition's
@@ -695,6 +749,7 @@ func (m *Manager) apply(ev Event, deliver bool) {
 	}
 	m.alarms[a.ID] = a
 	m.lastSeq = m.global
+	m.keepRecent(ev)
 	if started != nil {
 		m.flooding = m.floods.active()
 		if deliver {

@@ -603,6 +603,92 @@ func TestSubscribeSnapshot(t *testing.T) {
 	})
 }
 
+// TestSnapshotRecent: the snapshot carries the latest events up to its
+// seq, at most Options.Recent, oldest first; after a restart they come
+// from the log, the same events, and live ones join them without a gap.
+func TestSnapshotRecent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &memLog{}
+		o := Options{Plant: demo.Plant, Rules: demo.Rules, Log: log, Alarms: quietAlarms(), Recent: 5}
+		m1, _, stop1 := startOptions(t, o, 0)
+		now := time.Now()
+		// 8 events: raise and return, e01 and e02 in turn.
+		for i := range 4 {
+			id := []string{"e01-GT-101", "e02-GT-201"}[i%2]
+			submit(t, m1, raise(t, id, model.H, 100, now), ret(t, id, model.ThresholdHigh, 0, now))
+		}
+		synctest.Wait()
+		check := func(name string, snap Snapshot, first, last uint64) {
+			t.Helper()
+			if snap.Seq != last || len(snap.Recent) != int(last-first+1) {
+				t.Fatalf("%s: snapshot at %d with %d recent events, want %d..%d", name, snap.Seq, len(snap.Recent), first, last)
+			}
+			for i, ev := range snap.Recent {
+				if ev.Seq.Global != first+uint64(i) || ev.Alarm.ID == "" || ev.Alarm.History != nil {
+					t.Fatalf("%s: recent[%d] = seq %+v alarm %q with %d history entries, want seq %d", name, i, ev.Seq, ev.Alarm.ID, len(ev.Alarm.History), first+uint64(i))
+				}
+			}
+			// The per-scope seqs end where the snapshot's do.
+			lastOf := map[string]uint64{}
+			for _, ev := range snap.Recent {
+				lastOf["enterprise:"+ev.Alarm.Source.Enterprise] = ev.Seq.Enterprise
+				lastOf["park:"+ev.Alarm.Source.Park] = ev.Seq.Park
+			}
+			for k, v := range lastOf {
+				if snap.Scopes[k] != v {
+					t.Errorf("%s: %s at %d in the recent events, %d in the snapshot", name, k, v, snap.Scopes[k])
+				}
+			}
+		}
+		snap1, _, cancel := m1.SubscribeSnapshot(4)
+		cancel()
+		check("before the restart", snap1, 4, 8)
+		stop1()
+
+		m2, _, stop2 := startOptions(t, o, 0)
+		defer stop2()
+		snap2, evs, cancel := m2.SubscribeSnapshot(4)
+		defer cancel()
+		check("after the restart", snap2, 4, 8)
+		for i := range snap1.Recent {
+			a, b := snap1.Recent[i], snap2.Recent[i]
+			if a.Seq != b.Seq || a.Name != b.Name || a.Alarm.ID != b.Alarm.ID || a.Alarm.State != b.Alarm.State || !a.At.Equal(b.At) {
+				t.Errorf("recent[%d] before %+v %s %s %s, after %+v %s %s %s", i, a.Seq, a.Name, a.Alarm.ID, a.Alarm.State, b.Seq, b.Name, b.Alarm.ID, b.Alarm.State)
+			}
+		}
+		submit(t, m2, raise(t, "e01-GT-101", model.H, 100, now))
+		if ev := next(t, evs); ev.Seq.Global != 9 {
+			t.Fatalf("first event after the restart: %d", ev.Seq.Global)
+		}
+		snap3, _, cancel3 := m2.SubscribeSnapshot(4)
+		cancel3()
+		check("after a live event", snap3, 5, 9)
+
+		// Keeping the ring adds nothing per event once it is full.
+		ev := snap3.Recent[0]
+		m2.mu.Lock()
+		if n := testing.AllocsPerRun(100, func() { m2.keepRecent(ev) }); n != 0 {
+			t.Errorf("keepRecent: %v allocations per event", n)
+		}
+		m2.mu.Unlock()
+	})
+}
+
+// TestSnapshotRecentNone: a negative Options.Recent keeps nothing.
+func TestSnapshotRecentNone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _, stop := startOptions(t, Options{Plant: demo.Plant, Rules: demo.Rules, Log: &memLog{}, Alarms: quietAlarms(), Recent: -1}, 0)
+		defer stop()
+		submit(t, m, raise(t, "e01-GT-101", model.H, 100, time.Now()))
+		synctest.Wait()
+		snap, _, cancel := m.SubscribeSnapshot(1)
+		cancel()
+		if snap.Seq != 1 || snap.Recent != nil {
+			t.Errorf("snapshot at %d with %d recent events, want 1 with none", snap.Seq, len(snap.Recent))
+		}
+	})
+}
+
 // TestOfflineAlarm: silence makes an offline alarm of priority 3 or 4,
 // never latched, and a reading returns it.
 func TestOfflineAlarm(t *testing.T) {

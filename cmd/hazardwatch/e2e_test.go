@@ -162,11 +162,13 @@ func apiCall(t *testing.T, method, url, token string, body any, out any) int {
 }
 
 type wsFrame struct {
-	Type   string            `json:"type"`
-	Seq    uint64            `json:"seq"`
-	Event  string            `json:"event"`
-	Alarm  map[string]any    `json:"alarm"`
-	Alarms []json.RawMessage `json:"alarms"`
+	Type    string            `json:"type"`
+	Seq     uint64            `json:"seq"`
+	Resumed bool              `json:"resumed"`
+	Reset   bool              `json:"reset"`
+	Event   string            `json:"event"`
+	Alarm   map[string]any    `json:"alarm"`
+	Alarms  []json.RawMessage `json:"alarms"`
 }
 
 // TestEndToEnd: a Modbus register crossing HH becomes exactly one alarm

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
@@ -30,6 +32,12 @@ const (
 // transmitters each (H at 10 m) and rules with the short escalation
 // limits, and returns its folder.
 func restartPlant(t *testing.T) string {
+	t.Helper()
+	return restartPlantWith(t, restartPark, restartCounty)
+}
+
+// restartPlantWith is restartPlant with the escalation limits given.
+func restartPlantWith(t *testing.T, park, county time.Duration) string {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
@@ -78,7 +86,7 @@ alarms:
     priority_2: {park: %[1]s, county: %[2]s, remind: 0s, feedback: 1h}
     priority_3: {park: %[1]s, county: %[2]s, remind: 0s, feedback: 1h}
     priority_4: {park: %[1]s, county: %[2]s, remind: 0s, feedback: 1h}
-`, restartPark, restartCounty)
+`, park, county)
 	for name, data := range map[string]string{"plant.yaml": b.String(), "rules.yaml": rules} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -89,6 +97,36 @@ alarms:
 
 func restartSensor(i int) string {
 	return fmt.Sprintf("%s-LT-%03d", []string{"e01", "e02"}[i/100], i%100)
+}
+
+// restartPublisher connects to the centre's broker as the restart
+// plant's two gateways in their boot named boot, and returns a function
+// that publishes value v for the sensors ids (restartSensor's numbers),
+// one message per gateway.
+func restartPublisher(t *testing.T, mqttAddr, boot string) func(ids []int, v float64) {
+	t.Helper()
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("restart-test").SetAutoReconnect(false))
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(0) })
+	seq := map[string]uint64{}
+	return func(ids []int, v float64) {
+		t.Helper()
+		by := map[string][]telemetry.Out{}
+		now := time.Now().UnixMilli()
+		for _, i := range ids {
+			e := []string{"e01", "e02"}[i/100]
+			by[e] = append(by[e], telemetry.Out{Sensor: restartSensor(i), TS: now, Value: v, HasValue: true, Quality: model.Good})
+		}
+		for e, outs := range by {
+			seq[e]++
+			msg := telemetry.AppendTelemetry(nil, "gw-"+e, boot, seq[e], false, outs)
+			if tok := cl.Publish(telemetry.TelemetryTopic(e, "gw-"+e), 1, false, msg); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish: %v", tok.Error())
+			}
+		}
+	}
 }
 
 // alarmJSON is what the test reads of an alarm.
@@ -134,28 +172,7 @@ func TestAlarmRestartKill9(t *testing.T) {
 	centre := startCentre(t, dataDir, httpAddr, mqttAddr, "--config", cfgDir, "--mqtt-auth", "none")
 	base := "http://" + httpAddr
 
-	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("restart-test").SetAutoReconnect(false))
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer cl.Disconnect(0)
-	seq := map[string]uint64{}
-	publish := func(ids []int, v float64) {
-		t.Helper()
-		by := map[string][]telemetry.Out{}
-		now := time.Now().UnixMilli()
-		for _, i := range ids {
-			e := []string{"e01", "e02"}[i/100]
-			by[e] = append(by[e], telemetry.Out{Sensor: restartSensor(i), TS: now, Value: v, HasValue: true, Quality: model.Good})
-		}
-		for e, outs := range by {
-			seq[e]++
-			msg := telemetry.AppendTelemetry(nil, "gw-"+e, "restart-boot", seq[e], false, outs)
-			if tok := cl.Publish(telemetry.TelemetryTopic(e, "gw-"+e), 1, false, msg); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-				t.Fatalf("publish: %v", tok.Error())
-			}
-		}
-	}
+	publish := restartPublisher(t, mqttAddr, "restart-boot")
 	list := func() map[string]alarmJSON {
 		t.Helper()
 		var page struct {
@@ -170,14 +187,6 @@ func TestAlarmRestartKill9(t *testing.T) {
 		}
 		return out
 	}
-	group := func(from, to int) []int {
-		var ids []int
-		for i := from; i < to; i++ {
-			ids = append(ids, i)
-		}
-		return ids
-	}
-
 	// 200 raises; then 0-49 stay unacknowledged, 50-99 return
 	// unacknowledged, 100-149 are acknowledged, 150-199 shelved.
 	t0 := time.Now()
@@ -301,6 +310,15 @@ func TestAlarmRestartKill9(t *testing.T) {
 		countyOff[0].Round(time.Millisecond), countyOff[len(countyOff)-1].Round(time.Millisecond))
 }
 
+// group is the sensor numbers from up to to.
+func group(from, to int) []int {
+	var ids []int
+	for i := from; i < to; i++ {
+		ids = append(ids, i)
+	}
+	return ids
+}
+
 func maps(a, b map[string]int) bool {
 	if len(a) != len(b) {
 		return false
@@ -311,4 +329,125 @@ func maps(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// wsSubscribe opens the centre's WebSocket as token, sends msg and returns
+// the connection and its snapshot.
+func wsSubscribe(t *testing.T, httpAddr, token string, msg map[string]any) (*websocket.Conn, wsFrame) {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+httpAddr+"/api/v1/ws?token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteJSON(msg); err != nil {
+		t.Fatal(err)
+	}
+	f := wsAlarm(t, c)
+	if f.Type != "snapshot" {
+		t.Fatalf("first frame %+v, want a snapshot", f)
+	}
+	return c, f
+}
+
+// wsAlarm reads the next snapshot or alarm frame, skipping floods.
+func wsAlarm(t *testing.T, c *websocket.Conn) wsFrame {
+	t.Helper()
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var f wsFrame
+		if err := c.ReadJSON(&f); err != nil {
+			t.Fatalf("reading a frame: %v", err)
+		}
+		if f.Type != "flood" {
+			return f
+		}
+	}
+}
+
+// TestWSResumeKill9 (issue #7): WebSocket clients resume across a SIGKILL
+// of the centre and a start on the same data directory: the events they
+// missed before the kill and after the start arrive in order, none twice,
+// without a reset; for every event (seq overall) and for one enterprise's
+// (its own seq) alike.
+func TestWSResumeKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary")
+	}
+	cfgDir := restartPlantWith(t, time.Hour, 2*time.Hour) // nothing escalates meanwhile
+	dataDir, httpAddr, mqttAddr, token := newDataDir(t, "admin", "all", "值班长")
+	centre := startCentre(t, dataDir, httpAddr, mqttAddr, "--config", cfgDir, "--mqtt-auth", "none")
+
+	// Each client reads a part of the 200 raises, then goes away.
+	clients := []struct {
+		name   string
+		scope  map[string]string
+		read   uint64 // how far it reads before going away
+		raises uint64 // its raises, before the kill
+		total  uint64 // its events by the end: the raises, then returns
+	}{
+		{"all", nil, 120, 200, 301},
+		{"e01", map[string]string{"enterprise": "e01"}, 60, 100, 151},
+	}
+	var conns []*websocket.Conn
+	for _, c := range clients {
+		msg := map[string]any{"type": "subscribe"}
+		if c.scope != nil {
+			msg["scope"] = c.scope
+		}
+		conn, snap := wsSubscribe(t, httpAddr, token, msg)
+		if snap.Seq != 0 {
+			t.Fatalf("%s: snapshot at %d on a new data directory", c.name, snap.Seq)
+		}
+		conns = append(conns, conn)
+	}
+	restartPublisher(t, mqttAddr, "ws-boot-1")(group(0, 200), 12)
+	for i, c := range clients {
+		for want := uint64(1); want <= c.read; want++ {
+			if f := wsAlarm(t, conns[i]); f.Type != "alarm" || f.Seq != want || f.Event != "raised" {
+				t.Fatalf("%s before the kill: %s %s seq %d, want raised %d", c.name, f.Type, f.Event, f.Seq, want)
+			}
+		}
+		conns[i].Close()
+	}
+	poll.Until(t, "200 alarms", 30*time.Second, func() bool {
+		var page struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		apiCall(t, http.MethodGet, "http://"+httpAddr+"/api/v1/alarms?state=all&limit=1000", token, nil, &page)
+		return len(page.Items) == 200
+	})
+	centre.kill(t)
+
+	startCentre(t, dataDir, httpAddr, mqttAddr, "--config", cfgDir, "--mqtt-auth", "none")
+	publish := restartPublisher(t, mqttAddr, "ws-boot-2")
+	publish(append(group(0, 50), group(100, 150)...), 5) // 100 returns, half of them e01's
+	for i, c := range clients {
+		msg := map[string]any{"type": "subscribe", "resume": c.read}
+		if c.scope != nil {
+			msg["scope"] = c.scope
+		}
+		conn, snap := wsSubscribe(t, httpAddr, token, msg)
+		if !snap.Resumed || snap.Reset || snap.Seq != c.read {
+			t.Fatalf("%s resuming from %d after the restart: %+v, want a resumed snapshot", c.name, c.read, snap)
+		}
+		if i == len(clients)-1 {
+			publish([]int{50}, 5) // the next live event, once every client is back
+		}
+		conns[i] = conn
+	}
+	for i, c := range clients {
+		for want := c.read + 1; want <= c.total; want++ {
+			f := wsAlarm(t, conns[i])
+			event := "raised"
+			if want > c.raises {
+				event = "returned"
+			}
+			src, _ := f.Alarm["source"].(map[string]any)
+			if f.Type != "alarm" || f.Seq != want || f.Event != event || (c.scope != nil && src["enterprise"] != "e01") {
+				t.Fatalf("%s after the restart: %s %s seq %d of %v, want %s %d", c.name, f.Type, f.Event, f.Seq, src["enterprise"], event, want)
+			}
+		}
+		t.Logf("%s: resumed from %d across the restart, got %d events in order", c.name, c.read, c.total-c.read)
+	}
 }

@@ -59,13 +59,16 @@ func twoParks(p *model.Plant) *model.Plant {
 type memLog struct {
 	mu  sync.Mutex
 	evs []alerting.Event
+	at  []time.Time // when each event became durable, for the load run's latencies
 }
 
 func (l *memLog) Append(ctx context.Context, evs []alerting.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	for i := range evs {
 		l.evs = append(l.evs, evs[i])
+		l.at = append(l.at, now)
 		evs[i].LogSeq = uint64(len(l.evs))
 	}
 	return nil
@@ -145,20 +148,25 @@ func (c *clock) add(d time.Duration) {
 // env is a running API on loopback over a real Manager, history store and
 // token store.
 type env struct {
-	t      *testing.T
-	plant  *model.Plant
-	mgr    *alerting.Manager
-	tokens *auth.Store
-	hist   *store.Store
-	latest *fakeLatest
-	feed   *feed
-	clock  *clock
-	reg    *prometheus.Registry
-	srv    *Server
-	ts     *httptest.Server
-	tok    map[string]string // token name → plain token
-	design *designs
-	audit  *audits
+	t     *testing.T
+	plant *model.Plant
+	log   *memLog
+	mgr   *alerting.Manager
+	// stopManager stops mgr's Run and waits for it; again does nothing.
+	stopManager func()
+	tune        func(*Options)
+	tokens      *auth.Store
+	hist        *store.Store
+	latest      *fakeLatest
+	feed        *feed
+	clock       *clock
+	reg         *prometheus.Registry
+	srv         *Server
+	ts          *httptest.Server
+	tok         map[string]string // token name → plain token
+	rules       []model.SensorRules
+	design      *designs
+	audit       *audits
 }
 
 // designs is the centre's part of the Design in memory: the Manager
@@ -221,30 +229,16 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 func newEnvWith(t *testing.T, plant *model.Plant, rules []model.SensorRules, tune func(*Options)) *env {
 	t.Helper()
 	e := &env{
-		t: t, plant: plant,
+		t: t, plant: plant, rules: rules, design: &designs{}, audit: &audits{},
 		latest: &fakeLatest{r: map[int32]model.Reading{}},
 		feed:   &feed{ch: make(chan []model.Reading)},
 		clock:  &clock{t: time.Now()},
-		reg:    prometheus.NewRegistry(),
 		tok:    map[string]string{},
-		design: &designs{}, audit: &audits{},
 	}
-	var err error
-	e.mgr, err = alerting.New(alerting.Options{Plant: e.plant, Rules: rules, Log: &memLog{}, Queue: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- e.mgr.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Manager.Run: %v", err)
-		}
-	})
-	<-e.mgr.Ready()
+	e.log = &memLog{}
+	e.startManager()
 
+	var err error
 	if e.hist, err = store.Open(store.Options{Dir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
@@ -280,15 +274,52 @@ func newEnvWith(t *testing.T, plant *model.Plant, rules []model.SensorRules, tun
 	e.tok["malformed"] = "not a token!"
 	e.tok["missing"] = ""
 
+	e.tune = tune
+	e.startServer()
+	return e
+}
+
+// startManager runs a Manager on e.log until stopManager or the end of
+// the test.
+func (e *env) startManager() {
+	t := e.t
+	var err error
+	e.mgr, err = alerting.New(alerting.Options{Plant: e.plant, Rules: e.rules, Log: e.log, Queue: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	mgr := e.mgr
+	go func() { errc <- mgr.Run(ctx) }()
+	var once sync.Once
+	e.stopManager = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("Manager.Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stopManager)
+	<-e.mgr.Ready()
+}
+
+// startServer serves the API over e.mgr on loopback until the end of the
+// test, with a fresh metrics registry.
+func (e *env) startServer() {
+	t := e.t
+	e.reg = prometheus.NewRegistry()
 	o := Options{
-		Plant: e.plant, Rules: rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
+		Plant: e.plant, Rules: e.rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
 		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
 		Design: e.design, Audit: e.audit,
 	}
 	e.design.mgr = e.mgr
-	if tune != nil {
-		tune(&o)
+	if e.tune != nil {
+		e.tune(&o)
 	}
+	var err error
 	if e.srv, err = New(o); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +332,6 @@ func newEnvWith(t *testing.T, plant *model.Plant, rules []model.SensorRules, tun
 		ts.Close()
 	})
 	waitFor(t, "the hub to subscribe", func() bool { return e.srv.hub.ready(context.Background()) == nil })
-	return e
 }
 
 // waitFor polls cond until it holds or 10 s pass.

@@ -20,7 +20,8 @@ import (
 
 // The hub is the one subscriber of the alarm Manager on behalf of every
 // WebSocket client. Its run goroutine takes each durable event, keeps it in
-// a bounded ring (for resume), updates the open alarms and the last seq of
+// a bounded ring (for resume; it starts with the Manager's recent events,
+// so it survives a restart), updates the open alarms and the last seq of
 // every scope, and queues a frame for each client in scope, never waiting:
 // a client whose queue is full is dropped. Live readings pass through the
 // same goroutine, thinned to one per sensor per readingsEvery.
@@ -112,8 +113,8 @@ func (h *hub) ready(context.Context) error {
 // ends. When the Manager drops the subscription (the hub fell behind its
 // buffer, or the Manager stopped), clients cannot be sure of a gapless
 // stream any more: they are disconnected (1013) and the hub subscribes
-// again with a fresh snapshot; a client that reconnects with resume is
-// then reset, since the ring starts again empty.
+// again with a fresh snapshot, whose recent events start the ring again:
+// a client that reconnects with resume gets what it missed.
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
 	defer h.shutdown()
@@ -201,19 +202,39 @@ func (h *hub) pump(ctx context.Context, events <-chan alerting.Event, floods <-c
 	}
 }
 
-// resync starts over from a snapshot: the ring is empty, so only a client
-// already at the current seq of its scope can resume.
+// resync starts over from a snapshot. The ring starts with the snapshot's
+// recent events (the Manager keeps them across restarts), so a client
+// resumes from any seq they cover: after a restart of the centre as after
+// a lost subscription.
 func (h *hub) resync(snap alerting.Snapshot) {
+	// Encoded before the lock: up to a ring's worth of alarms.
+	seed := h.seed(snap)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	clear(h.ring)
-	h.ring, h.head = h.ring[:0], 0
+	h.ring, h.head = seed, 0 // once full, the next push evicts seed[0]
 	clear(h.floor)
 	clear(h.current)
 	for k, v := range snap.Scopes {
-		h.floor[k], h.current[k] = v, v
+		h.current[k] = v
 	}
-	h.floor["all"], h.current["all"] = snap.Seq, snap.Seq
+	h.current["all"] = snap.Seq
+	// A scope's floor is the seq before its first event in the ring: the
+	// ring holds every event after the first one's predecessor, so every
+	// event of the scope after that seq. A scope without an event in the
+	// ring resumes only from its current seq.
+	h.floor["all"] = snap.Seq - uint64(len(seed))
+	for _, e := range seed {
+		for _, s := range scopesOf(e.src, e.seq) {
+			if _, ok := h.floor[s.key]; !ok {
+				h.floor[s.key] = s.seq - 1
+			}
+		}
+	}
+	for k, v := range h.current {
+		if _, ok := h.floor[k]; !ok {
+			h.floor[k] = v
+		}
+	}
 	h.last = snap.Seq
 	clear(h.open)
 	for _, a := range snap.Alarms {
@@ -225,6 +246,29 @@ func (h *hub) resync(snap alerting.Snapshot) {
 		h.floods[[2]string{f.Scope, f.ID}] = f
 	}
 	h.live = true
+}
+
+// seed is the ring's start from a snapshot: the last of its recent events,
+// at most a ring's worth, those that run without a gap up to the
+// snapshot's seq (the Manager hands out no other; a log with a gap would
+// make a resume across it replay less than was missed).
+func (h *hub) seed(snap alerting.Snapshot) []ringEntry {
+	rs := snap.Recent
+	n := 0
+	for i := len(rs) - 1; i >= 0 && n < h.o.ringSize; i-- {
+		if rs[i].Seq.Global != snap.Seq-uint64(n) {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]ringEntry, n)
+	for i, ev := range rs[len(rs)-n:] {
+		out[i] = h.entry(ev)
+	}
+	return out
 }
 
 // onFlood keeps the floods now and tells every client whose scope the
@@ -324,7 +368,9 @@ func seqIn(sc auth.Scope, q alerting.Seqs) uint64 {
 	return q.Global
 }
 
-func (h *hub) onEvent(ev alerting.Event) {
+// entry is an event as the ring keeps it, its alarm encoded once for
+// every client and replay.
+func (h *hub) entry(ev alerting.Event) ringEntry {
 	a := ev.Alarm
 	a.History = nil
 	b, err := json.Marshal(a)
@@ -334,7 +380,13 @@ func (h *hub) onEvent(ev alerting.Event) {
 		h.log.Error("api: alarm event not encodable", "alarm", a.ID, "seq", ev.Seq.Global, "err", err)
 		b = []byte(`{"id":` + strconv.Quote(a.ID) + `}`)
 	}
-	e := ringEntry{seq: ev.Seq, src: a.Source, name: ev.Name.String(), at: ev.At, alarm: b}
+	return ringEntry{seq: ev.Seq, src: a.Source, name: ev.Name.String(), at: ev.At, alarm: b}
+}
+
+func (h *hub) onEvent(ev alerting.Event) {
+	a := ev.Alarm
+	a.History = nil
+	e := h.entry(ev)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -352,12 +404,32 @@ func (h *hub) onEvent(ev alerting.Event) {
 	} else {
 		h.open[a.ID] = a
 	}
+	// A frame differs between clients only by its seq: one per seq the
+	// event has (overall, enterprise, park, county), shared.
+	var frames [4]struct {
+		seq  uint64
+		data []byte
+	}
+	nf := 0
+	frameFor := func(seq uint64) []byte {
+		for i := range nf {
+			if frames[i].seq == seq {
+				return frames[i].data
+			}
+		}
+		b := alarmFrame(seq, e)
+		if nf < len(frames) {
+			frames[nf].seq, frames[nf].data = seq, b
+			nf++
+		}
+		return b
+	}
 	for c := range h.clients {
 		if !inScope(c.scope, e.src) {
 			continue
 		}
 		select {
-		case c.q <- frame{data: alarmFrame(seqIn(c.scope, e.seq), e), at: e.at}:
+		case c.q <- frame{data: frameFor(seqIn(c.scope, e.seq)), at: e.at}:
 		default:
 			h.dropLocked(c, websocket.ClosePolicyViolation, "客户端过慢 / client too slow: send queue full", dropSlow)
 		}
