@@ -123,6 +123,8 @@ type Options struct {
 	Clock    func() time.Time
 	// MaxBody caps request bodies (413 above it); default 64 KiB.
 	MaxBody int64
+	// Limits per token and per client address (limits.go).
+	Limits Limits
 
 	// Tuning, left unexported: the defaults are the product's, tests shrink
 	// them. Zero takes the default.
@@ -155,6 +157,7 @@ type Server struct {
 	log     *slog.Logger
 	clock   func() time.Time
 	metrics *metrics
+	lim     *limiter
 	hub     *hub
 	handler http.Handler
 	mux     *http.ServeMux
@@ -219,7 +222,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, plant: o.Plant, log: o.Logger, clock: o.Clock, metrics: m}
+	s := &Server{o: o, plant: o.Plant, log: o.Logger, clock: o.Clock, metrics: m, lim: newLimiter(o.Limits, o.Clock)}
 	// The default Origin check stays: a page of another site must not open
 	// a WebSocket with a token it found in the URL.
 	s.upg = websocket.Upgrader{HandshakeTimeout: 10 * time.Second}
@@ -323,6 +326,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusSwitchingProtocols
 		case code == 0:
 			code = http.StatusOK
+		case code == http.StatusRequestEntityTooLarge:
+			// Only readBody's MaxBody check answers 413.
+			s.metrics.limited.WithLabelValues(limitBody).Inc()
 		}
 		s.metrics.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
 	}()

@@ -227,6 +227,10 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 	o := Options{
 		Plant: e.plant, Rules: demo.Rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
 		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
+		// The clock stands still unless a test moves it, so a token's
+		// bucket would never refill: the limits are off but where a test
+		// turns them on (limits_test.go).
+		Limits: Limits{Rate: -1, AuthFailures: -1, WSPerToken: -1},
 	}
 	if tune != nil {
 		tune(&o)
@@ -311,21 +315,7 @@ func (e *env) raise(id string) alerting.Alarm {
 // (when not nil). It returns the status and the raw body.
 func (e *env) do(method, path, name string, body string, out any) (int, string) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.ts.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if tok := e.tok[name]; tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := e.ts.Client().Do(req)
+	res, err := e.ts.Client().Do(e.request(method, path, name, body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -349,6 +339,26 @@ func (e *env) do(method, path, name string, body string, out any) (int, string) 
 		}
 	}
 	return res.StatusCode, string(b)
+}
+
+// request builds a request as token name with a JSON body (none when "").
+func (e *env) request(method, path, name, body string) *http.Request {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if tok := e.tok[name]; tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
 }
 
 // metric returns the value of a series of the registry, 0 when absent.

@@ -80,6 +80,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !s.lim.openWS(tok.ID) {
+		s.tooMany(w, limitWS, s.o.pingEvery, msgTooManyWS)
+		return
+	}
+	defer s.lim.closeWS(tok.ID)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
