@@ -145,7 +145,7 @@ func (c *clock) add(d time.Duration) {
 // env is a running API on loopback over a real Manager, history store and
 // token store.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	plant  *model.Plant
 	mgr    *alerting.Manager
 	tokens *auth.Store
@@ -163,7 +163,7 @@ type env struct {
 // are valid.
 var tokenNames = []string{"e01", "p01", "c01", "admin", "revoked", "expired", "wrong", "malformed", "missing"}
 
-func newEnv(t *testing.T, tune func(*Options)) *env {
+func newEnv(t testing.TB, tune func(*Options)) *env {
 	t.Helper()
 	e := &env{
 		t: t, plant: twoParks(demo.Plant),
@@ -251,7 +251,7 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 }
 
 // waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	poll.Until(t, what, 10*time.Second, cond)
 }
@@ -297,7 +297,15 @@ func (e *env) submit(ts ...model.Transition) {
 // has it.
 func (e *env) raise(id string) alerting.Alarm {
 	e.t.Helper()
-	e.submit(e.transition(id, true))
+	return e.raiseBy(e.transition(id, true))
+}
+
+// raiseBy submits tr, a raise of sensor id's high alarm, and returns the
+// alarm once the Manager has it.
+func (e *env) raiseBy(tr model.Transition) alerting.Alarm {
+	e.t.Helper()
+	id := e.plant.Sensors[tr.Sensor].ID
+	e.submit(tr)
 	var a alerting.Alarm
 	waitFor(e.t, "alarm of "+id, func() bool {
 		for _, x := range e.mgr.Active() {
@@ -396,7 +404,7 @@ type readingView struct {
 }
 
 type wsClient struct {
-	t *testing.T
+	t testing.TB
 	c *websocket.Conn
 }
 
