@@ -115,7 +115,9 @@ func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...stri
 func startCentreWith(t *testing.T, client *http.Client, base, dataDir, httpAddr, mqttAddr string, extra ...string) *centreProc {
 	t.Helper()
 	c := &centreProc{http: httpAddr, mqtt: mqttAddr, log: &bytes.Buffer{}}
-	c.cmd = exec.Command(binary(t), append([]string{"serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr}, extra...)...)
+	// The tests poll the API every 10 ms with one token, faster than a
+	// token may (internal/api tests the limits): no rate limit here.
+	c.cmd = exec.Command(binary(t), append([]string{"serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr, "--api-rate=-1"}, extra...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

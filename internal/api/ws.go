@@ -81,6 +81,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.lim.openWS(tok.ID) {
+		// A place frees when one of the token's connections closes, at
+		// no known time: a ping period is a fair wait.
 		s.tooMany(w, limitWS, s.o.pingEvery, msgTooManyWS)
 		return
 	}
