@@ -160,6 +160,41 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"GET", "/api/v1/ws", "wrong", "", 401},
 		{"GET", "/api/v1/ws", "admin", "", 400}, // a plain GET, no upgrade
 	}
+	// The admin's routes, once the mux serves them (pendingRoutes).
+	served := servedPatterns(e.srv)
+	future := e.clock.now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	oos := "/api/v1/sensors/" + e01[3]
+	for _, c := range []struct {
+		pattern                   string
+		method, path, token, body string
+		want                      int
+	}{
+		{"GET /api/v1/enterprises/{id}/status", "GET", "/api/v1/enterprises/e01/status", "e01", "", 200},
+		{"GET /api/v1/enterprises/{id}/status", "GET", "/api/v1/enterprises/e03/status", "e01", "", 403},
+		{"GET /api/v1/enterprises/{id}/status", "GET", "/api/v1/enterprises/e99/status", "admin", "", 404},
+		{"PUT /api/v1/enterprises/{id}/status", "PUT", "/api/v1/enterprises/e01/status", "admin", `{"status":"suspended","reason":"年度检修","until":"` + future + `"}`, 200},
+		{"GET /api/v1/enterprises/{id}/status", "GET", "/api/v1/enterprises/e01/status", "p01", "", 200},
+		{"PUT /api/v1/enterprises/{id}/status", "PUT", "/api/v1/enterprises/e01/status", "admin", `{"status":"operating","reason":"检修完成"}`, 200},
+		{"PUT /api/v1/enterprises/{id}/status", "PUT", "/api/v1/enterprises/e01/status", "e01", `{"status":"operating","reason":"x"}`, 403},
+		{"PUT /api/v1/enterprises/{id}/status", "PUT", "/api/v1/enterprises/e01/status", "admin", `{"status":"closed","reason":"x"}`, 400},
+		{"PUT /api/v1/enterprises/{id}/status", "PUT", "/api/v1/enterprises/e99/status", "admin", `{"status":"suspended","reason":"x"}`, 404},
+		{"POST /api/v1/sensors/{id}/out_of_service", "POST", oos + "/out_of_service", "admin", `{"reason":"标定","until":"` + future + `"}`, 200},
+		{"POST /api/v1/sensors/{id}/out_of_service", "GET", "/api/v1/sensors?enterprise=e01", "admin", "", 200},
+		{"POST /api/v1/sensors/{id}/out_of_service", "POST", oos + "/out_of_service", "admin", `{"reason":"标定"}`, 409},
+		{"POST /api/v1/sensors/{id}/out_of_service", "POST", oos + "/out_of_service", "p01", `{"reason":"标定"}`, 403},
+		{"POST /api/v1/sensors/{id}/out_of_service", "POST", "/api/v1/sensors/nope/out_of_service", "admin", `{"reason":"标定"}`, 404},
+		{"POST /api/v1/sensors/{id}/in_service", "POST", oos + "/in_service", "admin", `{"comment":"标定完成"}`, 200},
+		{"POST /api/v1/sensors/{id}/in_service", "POST", oos + "/in_service", "admin", "", 409},
+		{"POST /api/v1/sensors/{id}/in_service", "POST", oos + "/in_service", "admin", `{"reason":"x"}`, 400},
+	} {
+		if served[c.pattern] {
+			cases = append(cases, struct {
+				method, path, token, body string
+				want                      int
+			}{c.method, c.path, c.token, c.body, c.want})
+		}
+	}
+
 	checked := map[string]bool{}
 	for _, c := range cases {
 		req := e.request(c.method, c.path, c.token, c.body)
@@ -196,7 +231,6 @@ func TestOpenAPIResponses(t *testing.T) {
 		validateExchange(t, router, req, res.StatusCode, res.Header, body, want < 300)
 	}
 
-	served := servedPatterns(e.srv)
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
 			if p := method + " " + path; served[p] && !checked[p] {
