@@ -107,8 +107,17 @@ type centreProc struct {
 // (the default), and extra flags.
 func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...string) *centreProc {
 	t.Helper()
+	return startCentreWith(t, http.DefaultClient, "http://"+httpAddr, dataDir, httpAddr, mqttAddr, extra...)
+}
+
+// startCentreWith is startCentre waiting for readiness at base with client
+// (https:// and a client trusting the test CA, for a TLS listener).
+func startCentreWith(t *testing.T, client *http.Client, base, dataDir, httpAddr, mqttAddr string, extra ...string) *centreProc {
+	t.Helper()
 	c := &centreProc{http: httpAddr, mqtt: mqttAddr, log: &bytes.Buffer{}}
-	c.cmd = exec.Command(binary(t), append([]string{"serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr}, extra...)...)
+	// The tests poll the API every 10 ms with one token, faster than a
+	// token may (internal/api tests the limits): no rate limit here.
+	c.cmd = exec.Command(binary(t), append([]string{"serve", "--data-dir", dataDir, "--http", httpAddr, "--mqtt", mqttAddr, "--api-rate=-1"}, extra...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,7 +132,7 @@ func startCentre(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...stri
 		}
 	})
 	poll.Until(t, "the centre to be ready", 60*time.Second, func() bool {
-		res, err := http.Get("http://" + httpAddr + "/readyz")
+		res, err := client.Get(base + "/readyz")
 		if err != nil {
 			return false
 		}

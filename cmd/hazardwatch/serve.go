@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"hazardwatch/internal/api"
 	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/bus"
@@ -54,6 +55,13 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	clientCA := fs.String("mqtt-client-ca", "", "PEM CA bundle for gateways' client certificates: one it signed whose Subject CN is a gateway id authenticates that gateway (needs --mqtt-tls-cert)")
 	external := fs.String("external-broker", "", "use this MQTT broker (tcp://host:port) instead of the embedded one")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP API and web page listen address")
+	httpCert := fs.String("http-tls-cert", "", "PEM certificate (chain) of the HTTP listener (API, WebSocket, page, metrics), which then speaks TLS only (1.2 or later); with --http-tls-key")
+	httpKey := fs.String("http-tls-key", "", "PEM private key of --http-tls-cert")
+	var lim api.Limits
+	fs.Float64Var(&lim.Rate, "api-rate", 20, "requests per second one API token may make (negative: no limit)")
+	fs.IntVar(&lim.Burst, "api-burst", 60, "requests one API token may make at once, above --api-rate")
+	fs.IntVar(&lim.AuthFailures, "api-auth-failures", 20, "failed token checks per minute from one client address before it gets 429 for tokens not seen working there (negative: no limit)")
+	fs.IntVar(&lim.WSPerToken, "api-ws-per-token", 8, "open WebSockets per API token (negative: no limit)")
 	retention := fs.Duration("retention", 0, "how long history is kept (default 720h: 30 days)")
 	influxURL := fs.String("influx-url", "", "also write history to this InfluxDB (http://host:8086): 2.x, or 1.8 through its /api/v2 endpoints")
 	influxToken := fs.String("influx-token", "", "InfluxDB token: a 2.x API token, or user:password for 1.8 (default $"+envInfluxToken+"; the environment keeps it out of the process list)")
@@ -77,6 +85,10 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	}
 	if msg := checkMQTTFlags(*mqttAuth, *tlsCert, *tlsKey, *clientCA, *external); msg != "" {
 		fmt.Fprintf(stderr, "hazardwatch serve: %s\n", msg)
+		return exitUsage
+	}
+	if (*httpCert == "") != (*httpKey == "") {
+		fmt.Fprintf(stderr, "hazardwatch serve: --http-tls-cert and --http-tls-key go together: give both or neither\n")
 		return exitUsage
 	}
 	if msg := checkInfluxFlags(fs, *influxURL, *influxRetention); msg != "" {
@@ -111,6 +123,13 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
 	}
+	var httpTLS *tls.Config
+	if *httpCert != "" {
+		if httpTLS, err = loadCert("--http-tls-cert", "--http-tls-key", *httpCert, *httpKey); err != nil {
+			fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
+			return exitFailure
+		}
+	}
 	if *external != "" {
 		*mqttAddr = ""
 	}
@@ -123,7 +142,7 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 	defer stop()
 	cfgFS, cfgName := configSource(*cfgDir)
 	c, err := centre.Start(ctx, centre.Options{Config: cfg, ConfigFS: cfgFS, ConfigName: cfgName, DataDir: *dataDir, Audit: auditOpts, MQTTListen: *mqttAddr, ExternalBroker: *external,
-		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, Retention: *retention, Logger: log,
+		MQTTAuth: *mqttAuth == "token", MQTTTLS: mqttTLS, HTTPListen: *httpAddr, HTTPTLS: httpTLS, APILimits: lim, Retention: *retention, Logger: log,
 		Influx: influx.Options{URL: *influxURL, Token: *influxToken, Bucket: *influxBucket, Org: *influxOrg,
 			Retention: *influxRetention, AlterRetention: *influxAlter},
 		NATS:   natsOpts,
@@ -132,7 +151,7 @@ with $`+envNATSPassword+`, or a token, or an nkey seed file.`, stderr)
 		fmt.Fprintf(stderr, "hazardwatch serve: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "hazardwatch centre: http://%s  (MQTT %s)\n", c.HTTPAddr(), c.MQTTAddr())
+	fmt.Fprintf(stdout, "hazardwatch centre: %s  (MQTT %s)\n", c.HTTPURL(), c.MQTTAddr())
 	stopReload := reloadOnHangup(ctx, c, log) // SIGHUP: the rule files again
 	code := exitOK
 	select {
@@ -258,21 +277,9 @@ func loadMQTTTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if certFile == "" {
 		return nil, nil
 	}
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return nil, fmt.Errorf("--mqtt-tls-cert: %w", err)
-	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--mqtt-tls-key: %w", err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("--mqtt-tls-cert %s, --mqtt-tls-key %s: %w", certFile, keyFile, err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return cfg, nil
+	cfg, err := loadCert("--mqtt-tls-cert", "--mqtt-tls-key", certFile, keyFile)
+	if err != nil || caFile == "" {
+		return cfg, err
 	}
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
@@ -285,6 +292,24 @@ func loadMQTTTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	// Verified if given: a gateway may still authenticate with its token.
 	cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	return cfg, nil
+}
+
+// loadCert reads a server certificate and its key into a TLS 1.2+
+// config; errors name the flags and the files.
+func loadCert(certFlag, keyFlag, certFile, keyFile string) (*tls.Config, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certFlag, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyFlag, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s, %s %s: %w", certFlag, certFile, keyFlag, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // demoToken is one of the demo's users.

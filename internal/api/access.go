@@ -35,9 +35,23 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, allowQuery bool) (auth.Token, string, bool) {
 	plain, reason := bearer(r, allowQuery)
 	var tok auth.Token
+	var err error
 	if reason == "" {
-		var err error
 		tok, err = s.o.Tokens.Authenticate(plain, s.clock())
+	}
+	// The failure limit (limits.go) comes before any answer that depends on
+	// the token: an address over it learns nothing from its guesses.
+	addr := limitKey(r.RemoteAddr)
+	good := ""
+	if reason == "" && err == nil && apiRole(tok.Role) {
+		good = tok.ID
+	}
+	if blocked, wait := s.lim.authBlocked(addr, good); blocked {
+		s.log.Info("api: client over the limit of failed token checks", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		s.tooMany(w, limitAuth, wait, msgTooMany)
+		return auth.Token{}, "", false
+	}
+	if reason == "" {
 		switch {
 		case err == nil && !apiRole(tok.Role):
 			// A gateway's token is its password at the MQTT broker. It is
@@ -49,6 +63,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, allowQuery
 			writeError(w, http.StatusForbidden, "此令牌不能用于接口 / forbidden: a "+string(tok.Role)+" token is for the MQTT broker, not the API")
 			return auth.Token{}, "", false
 		case err == nil:
+			if ok, wait := s.lim.allow(tok.ID); !ok {
+				s.tooMany(w, limitRate, wait, msgTooMany)
+				return auth.Token{}, "", false
+			}
 			return tok, plain, true
 		case errors.Is(err, auth.ErrExpired):
 			reason = authExpired
@@ -57,6 +75,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, allowQuery
 		default:
 			reason = authUnknown
 		}
+		// Only checks against the store count: a missing or malformed
+		// token costs nothing and tells nothing.
+		s.lim.failed(addr)
 	}
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
 	// The remote address and path, never the token: a log must not become

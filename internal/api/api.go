@@ -22,6 +22,7 @@ package api
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,6 +133,8 @@ type Options struct {
 	Clock    func() time.Time
 	// MaxBody caps request bodies (413 above it); default 64 KiB.
 	MaxBody int64
+	// Limits per token and per client address (limits.go).
+	Limits Limits
 
 	// Tuning, left unexported: the defaults are the product's, tests shrink
 	// them. Zero takes the default.
@@ -164,6 +167,7 @@ type Server struct {
 	log     *slog.Logger
 	clock   func() time.Time
 	metrics *metrics
+	lim     *limiter
 	hub     *hub
 	handler http.Handler
 	mux     *http.ServeMux
@@ -228,7 +232,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, plant: o.Plant, log: o.Logger, clock: o.Clock, metrics: m}
+	s := &Server{o: o, plant: o.Plant, log: o.Logger, clock: o.Clock, metrics: m, lim: newLimiter(o.Limits, o.Clock)}
 	// The default Origin check stays: a page of another site must not open
 	// a WebSocket with a token it found in the URL.
 	s.upg = websocket.Upgrader{HandshakeTimeout: 10 * time.Second}
@@ -259,29 +263,62 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// routes builds the mux. Go 1.22 patterns carry the method; the two
-// catch-alls ("/api/" and the page's "/") answer a wrong method with a JSON
-// 405 themselves, and serveHTTP turns any other plain-text error JSON.
+// route is one route of the API: "METHOD /path" and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// apiRoutes are every route with a method, the one list the mux is built
+// from and the OpenAPI test checks against openapi.json: a route added
+// here and not documented there fails that test.
+func (s *Server) apiRoutes() []route {
+	return []route{
+		{"GET /healthz", http.HandlerFunc(s.healthz)},
+		{"GET /readyz", http.HandlerFunc(s.readyz)},
+		{"GET /metrics", promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)})},
+		{"GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI)},
+
+		{"GET /api/v1/sensors", s.authed(s.listSensors)},
+		{"GET /api/v1/sensors/{id}/history", s.authed(s.sensorHistory)},
+		{"GET /api/v1/alarms", s.authed(s.listAlarms)},
+		{"GET /api/v1/alarms/{id}", s.authed(s.getAlarm)},
+		{"POST /api/v1/alarms/{id}/ack", s.authed(s.ackAlarm)},
+		{"POST /api/v1/alarms/{id}/shelve", s.authed(s.shelveAlarm)},
+		{"POST /api/v1/alarms/{id}/unshelve", s.authed(s.unshelveAlarm)},
+		{"POST /api/v1/alarms/{id}/feedback", s.authed(s.feedbackAlarm)},
+		{"GET /api/v1/reports/alarms", s.authed(s.alarmKPIs)},
+		{"GET /api/v1/enterprises/{id}/status", s.authed(s.getEnterpriseStatus)},
+		{"PUT /api/v1/enterprises/{id}/status", s.authed(s.putEnterpriseStatus)},
+		{"POST /api/v1/sensors/{id}/out_of_service", s.authed(s.outOfService)},
+		{"POST /api/v1/sensors/{id}/in_service", s.authed(s.inService)},
+		{"GET /api/v1/ws", http.HandlerFunc(s.serveWS)},
+	}
+}
+
+// openAPI is the API's OpenAPI 3 document (SPEC §3), kept true by
+// openapi_test.go.
+//
+//go:embed openapi.json
+var openAPI []byte
+
+// serveOpenAPI needs no token: the document holds no data.
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	_, _ = w.Write(openAPI)
+}
+
+// routes builds the mux from apiRoutes. Go 1.22 patterns carry the method;
+// the two catch-alls ("/api/" and the page's "/") answer a wrong method
+// with a JSON 405 themselves, and serveHTTP turns any other plain-text
+// error JSON.
 func (s *Server) routes() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
-
-	mux.HandleFunc("GET /api/v1/sensors", s.authed(s.listSensors))
-	mux.HandleFunc("GET /api/v1/sensors/{id}/history", s.authed(s.sensorHistory))
-	mux.HandleFunc("GET /api/v1/alarms", s.authed(s.listAlarms))
-	mux.HandleFunc("GET /api/v1/alarms/{id}", s.authed(s.getAlarm))
-	mux.HandleFunc("POST /api/v1/alarms/{id}/ack", s.authed(s.ackAlarm))
-	mux.HandleFunc("POST /api/v1/alarms/{id}/shelve", s.authed(s.shelveAlarm))
-	mux.HandleFunc("POST /api/v1/alarms/{id}/unshelve", s.authed(s.unshelveAlarm))
-	mux.HandleFunc("POST /api/v1/alarms/{id}/feedback", s.authed(s.feedbackAlarm))
-	mux.HandleFunc("GET /api/v1/reports/alarms", s.authed(s.alarmKPIs))
-	mux.HandleFunc("GET /api/v1/enterprises/{id}/status", s.authed(s.getEnterpriseStatus))
-	mux.HandleFunc("PUT /api/v1/enterprises/{id}/status", s.authed(s.putEnterpriseStatus))
-	mux.HandleFunc("POST /api/v1/sensors/{id}/out_of_service", s.authed(s.outOfService))
-	mux.HandleFunc("POST /api/v1/sensors/{id}/in_service", s.authed(s.inService))
-	mux.HandleFunc("GET /api/v1/ws", s.serveWS)
+	for _, rt := range s.apiRoutes() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	// Anything else under /api/ is a JSON 404 (not the page), or a 405
 	// when the path exists with another method: this catch-all matches
 	// every method, so the mux would never say 405 under /api/ itself.
@@ -336,6 +373,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusSwitchingProtocols
 		case code == 0:
 			code = http.StatusOK
+		case code == http.StatusRequestEntityTooLarge:
+			// Only readBody's MaxBody check answers 413.
+			s.metrics.limited.WithLabelValues(limitBody).Inc()
 		}
 		s.metrics.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
 	}()

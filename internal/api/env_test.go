@@ -148,7 +148,7 @@ func (c *clock) add(d time.Duration) {
 // env is a running API on loopback over a real Manager, history store and
 // token store.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	plant *model.Plant
 	log   *memLog
 	mgr   *alerting.Manager
@@ -220,13 +220,13 @@ func (a *audits) entries() []AuditEntry {
 // are valid.
 var tokenNames = []string{"e01", "p01", "c01", "admin", "revoked", "expired", "wrong", "malformed", "missing"}
 
-func newEnv(t *testing.T, tune func(*Options)) *env {
+func newEnv(t testing.TB, tune func(*Options)) *env {
 	t.Helper()
 	return newEnvWith(t, twoParks(demo.Plant), demo.Rules, tune)
 }
 
 // newEnvWith is newEnv on another plant and its rules.
-func newEnvWith(t *testing.T, plant *model.Plant, rules []model.SensorRules, tune func(*Options)) *env {
+func newEnvWith(t testing.TB, plant *model.Plant, rules []model.SensorRules, tune func(*Options)) *env {
 	t.Helper()
 	e := &env{
 		t: t, plant: plant, rules: rules, design: &designs{}, audit: &audits{},
@@ -314,6 +314,10 @@ func (e *env) startServer() {
 		Plant: e.plant, Rules: e.rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
 		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
 		Design: e.design, Audit: e.audit,
+		// The clock stands still unless a test moves it, so a token's
+		// bucket would never refill: the limits are off but where a test
+		// turns them on (limits_test.go).
+		Limits: Limits{Rate: -1, AuthFailures: -1, WSPerToken: -1},
 	}
 	e.design.mgr = e.mgr
 	if e.tune != nil {
@@ -335,7 +339,7 @@ func (e *env) startServer() {
 }
 
 // waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	poll.Until(t, what, 10*time.Second, cond)
 }
@@ -381,7 +385,15 @@ func (e *env) submit(ts ...model.Transition) {
 // has it.
 func (e *env) raise(id string) alerting.Alarm {
 	e.t.Helper()
-	e.submit(e.transition(id, true))
+	return e.raiseBy(e.transition(id, true))
+}
+
+// raiseBy submits tr, a raise of sensor id's high alarm, and returns the
+// alarm once the Manager has it.
+func (e *env) raiseBy(tr model.Transition) alerting.Alarm {
+	e.t.Helper()
+	id := e.plant.Sensors[tr.Sensor].ID
+	e.submit(tr)
 	var a alerting.Alarm
 	waitFor(e.t, "alarm of "+id, func() bool {
 		for _, x := range e.mgr.Active() {
@@ -399,21 +411,7 @@ func (e *env) raise(id string) alerting.Alarm {
 // (when not nil). It returns the status and the raw body.
 func (e *env) do(method, path, name string, body string, out any) (int, string) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.ts.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if tok := e.tok[name]; tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := e.ts.Client().Do(req)
+	res, err := e.ts.Client().Do(e.request(method, path, name, body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -437,6 +435,26 @@ func (e *env) do(method, path, name string, body string, out any) (int, string) 
 		}
 	}
 	return res.StatusCode, string(b)
+}
+
+// request builds a request as token name with a JSON body (none when "").
+func (e *env) request(method, path, name, body string) *http.Request {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if tok := e.tok[name]; tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
 }
 
 // metric returns the value of a series of the registry, 0 when absent.
@@ -474,7 +492,7 @@ type readingView struct {
 }
 
 type wsClient struct {
-	t *testing.T
+	t testing.TB
 	c *websocket.Conn
 }
 

@@ -49,6 +49,7 @@ type metrics struct {
 	readingsSkipped prometheus.Counter
 	pushLag         prometheus.Gauge
 	historyErrors   *prometheus.CounterVec
+	limited         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -84,6 +85,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hw_api_history_errors_total",
 			Help: "History requests not answered, by reason: unavailable (503: the store, InfluxDB when configured, cannot answer for now) or failed (500).",
 		}, []string{"reason"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hw_api_limited_total",
+			Help: "Requests refused by a limit: rate (429, per token), auth_failures (429, per client address), ws_connections (429, per token), body_size (413).",
+		}, []string{"limit"}),
+	}
+	for _, r := range []string{limitRate, limitAuth, limitWS, limitBody} {
+		m.limited.WithLabelValues(r)
 	}
 	for _, r := range []string{authMissing, authMalformed, authUnknown, authRevoked, authExpired, authNotForAPI} {
 		m.authFailures.WithLabelValues(r)
@@ -94,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{historyUnavailable, historyFailed} {
 		m.historyErrors.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.authFailures, m.wsClients, m.wsDropped, m.readingsSkipped, m.pushLag, m.historyErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.authFailures, m.wsClients, m.wsDropped, m.readingsSkipped, m.pushLag, m.historyErrors, m.limited} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -80,6 +80,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !s.lim.openWS(tok.ID) {
+		// A place frees when one of the token's connections closes, at
+		// no known time: a ping period is a fair wait.
+		s.tooMany(w, limitWS, s.o.pingEvery, msgTooManyWS)
+		return
+	}
+	defer s.lim.closeWS(tok.ID)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -58,6 +58,12 @@ type Options struct {
 	MQTTTLS *tls.Config
 	// HTTPListen is the API's address (port 0: a free one).
 	HTTPListen string
+	// HTTPTLS, when set, makes the HTTP listener (API, WebSocket, page,
+	// metrics) speak TLS only.
+	HTTPTLS *tls.Config
+	// APILimits are the API's limits per token and per client address
+	// (api.Limits); zero fields take the product's defaults.
+	APILimits api.Limits
 	// Retention of the history store; default 30 days.
 	Retention time.Duration
 	Logger    *slog.Logger
@@ -264,7 +270,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 			{Name: "broker", Ready: func(context.Context) error { return c.ingest.Ready() }},
 			{Name: "alarms", Ready: func(context.Context) error { return running(c.alarms) }},
 		}, c.influxChecks()...),
-		Registry: c.reg, Logger: o.Logger.With("stage", "api"), Clock: o.Clock,
+		Registry: c.reg, Logger: o.Logger.With("stage", "api"), Clock: o.Clock, Limits: o.APILimits,
 	})
 	if err != nil {
 		return nil, err
@@ -274,6 +280,13 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		return nil, fmt.Errorf("centre: HTTP listen: %w", err)
 	}
 	c.httpAddr = ln.Addr().String()
+	if o.HTTPTLS != nil {
+		// HTTP/1.1 only: the WebSocket upgrade needs it (HTTP/2 has no
+		// Upgrade), and a browser offered h2 would try it there.
+		cfg := o.HTTPTLS.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, cfg)
+	}
 	c.http = &http.Server{Handler: c.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	c.goRun("http", func() error {
 		if err := c.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -281,7 +294,7 @@ func Start(ctx context.Context, o Options) (_ *Centre, err error) {
 		}
 		return nil
 	})
-	o.Logger.Info("centre started", "http", "http://"+c.httpAddr, "mqtt", c.MQTTAddr(), "data_dir", o.DataDir)
+	o.Logger.Info("centre started", "http", c.HTTPURL(), "mqtt", c.MQTTAddr(), "data_dir", o.DataDir)
 	return c, nil
 }
 
@@ -321,6 +334,14 @@ func (c *Centre) Err() <-chan error { return c.errs }
 
 // HTTPAddr is the API's listen address.
 func (c *Centre) HTTPAddr() string { return c.httpAddr }
+
+// HTTPURL is the API's base URL: https:// with HTTPTLS, else http://.
+func (c *Centre) HTTPURL() string {
+	if c.o.HTTPTLS != nil {
+		return "https://" + c.httpAddr
+	}
+	return "http://" + c.httpAddr
+}
 
 // MQTTAddr is the embedded broker's address ("" with an external broker).
 func (c *Centre) MQTTAddr() string {
