@@ -2,29 +2,18 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 )
 
-// AuditEntry is one action as the audit log keeps it: who (the token's id
-// and holder), with which role, from where (the client's address), what
-// (action, object) and the object before and after.
-type AuditEntry struct {
-	Actor  string          `json:"actor"`
-	Role   string          `json:"role,omitempty"`
-	From   string          `json:"from"`
-	Action string          `json:"action"`
-	Object string          `json:"object"`
-	Before json.RawMessage `json:"before,omitempty"`
-	After  json.RawMessage `json:"after,omitempty"`
-}
-
-// Auditor keeps audit entries durable (the centre's audit log).
+// Auditor keeps audit entries durable (the centre's audit log): who (the
+// token's id and holder), with which role, from where (the client's
+// address), what (action, object) and the object before and after.
 type Auditor interface {
-	Audit(ctx context.Context, e AuditEntry) error
+	Audit(ctx context.Context, e audit.Entry) error
 }
 
 // auditTimeout bounds one audit append: an fsync, and the lock shared
@@ -42,7 +31,7 @@ func (s *Server) recordAudit(r *http.Request, tok auth.Token, action, object str
 	if tok.Name != "" {
 		actorName += " " + tok.Name
 	}
-	e := AuditEntry{Actor: actorName, Role: string(tok.Role), From: r.RemoteAddr, Action: action, Object: object}
+	e := audit.Entry{Actor: actorName, Role: string(tok.Role), From: r.RemoteAddr, Action: action, Object: object}
 	if before != nil {
 		e.Before = auditJSON(before)
 	}

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"hazardwatch/alerting"
+	"hazardwatch/internal/audit"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/metrictest"
@@ -200,17 +201,17 @@ func (ds *designs) UpdateDesign(ctx context.Context, user string, change func(*m
 // audits keeps the audit entries in memory.
 type audits struct {
 	mu sync.Mutex
-	es []AuditEntry
+	es []audit.Entry
 }
 
-func (a *audits) Audit(_ context.Context, e AuditEntry) error {
+func (a *audits) Audit(_ context.Context, e audit.Entry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.es = append(a.es, e)
 	return nil
 }
 
-func (a *audits) entries() []AuditEntry {
+func (a *audits) entries() []audit.Entry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.es)

@@ -53,6 +53,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hazardwatch/internal/atomicfile"
 )
 
 // Entry is what a caller records.
@@ -294,7 +296,7 @@ func (l *Log) append(e Entry) (Record, error) {
 		err = cerr
 	}
 	if err == nil && created {
-		err = syncDir(l.o.Dir)
+		err = atomicfile.SyncDir(l.o.Dir)
 	}
 	if err != nil {
 		l.name = "" // read the tail again next time
@@ -461,7 +463,7 @@ func (l *Log) keepMismatch(problem string) string {
 		return ""
 	}
 	path := l.o.HeadFile + mismatchSuffix + now.Format("20060102T150405.000000000Z")
-	if err := writeAtomic(path, append(data, '\n')); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		l.o.Logger.Error("audit: evidence not kept", "file", path, "err", err)
 		return ""
 	}
@@ -519,7 +521,7 @@ func (l *Log) prune(now time.Time) {
 			return
 		}
 	}
-	if err := syncDir(l.o.Dir); err != nil {
+	if err := atomicfile.SyncDir(l.o.Dir); err != nil {
 		fail(err)
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"hazardwatch/internal/atomicfile"
 	"hazardwatch/internal/model"
 )
 
@@ -305,24 +306,7 @@ func (s *Store) save() error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".tokens-*")
-	if err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
 		return fmt.Errorf("auth: save %s: %w", s.path, err)
 	}
 	if fi, err := os.Stat(s.path); err == nil {

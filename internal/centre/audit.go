@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"hazardwatch/internal/api"
 	"hazardwatch/internal/audit"
 )
 
@@ -40,7 +39,7 @@ func (c *Centre) Audit() *audit.Log { return c.audit }
 // apiAuditor hands the API's entries to the audit log.
 type apiAuditor struct{ l *audit.Log }
 
-func (a apiAuditor) Audit(ctx context.Context, e api.AuditEntry) error {
-	_, err := a.l.Append(ctx, audit.Entry(e))
+func (a apiAuditor) Audit(ctx context.Context, e audit.Entry) error {
+	_, err := a.l.Append(ctx, e)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"hazardwatch/internal/atomicfile"
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/model"
 )
@@ -52,37 +53,10 @@ func saveDesign(path string, d model.Design) error {
 	if err != nil {
 		return fmt.Errorf("centre: design: %w", err)
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".design-*")
-	if err != nil {
-		return fmt.Errorf("centre: design: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(append(data, '\n')); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("centre: save %s: %w", path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Design returns the admin's Design as it is now.
