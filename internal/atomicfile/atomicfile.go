@@ -37,7 +37,8 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	return err
 }
 
-// SyncDir makes a created, renamed or removed name in dir durable.
+// SyncDir makes a created, renamed or removed name in dir durable; it
+// fsyncs a file by name as well.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/prometheus/tsdb/wlog"
+
+	"hazardwatch/internal/atomicfile"
 )
 
 // Why this file exists.
@@ -110,15 +111,7 @@ func (y *syncer) syncLocked() error {
 
 // syncFile fsyncs a file or a directory by name.
 func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.SyncDir(name); err != nil {
 		return fmt.Errorf("fsync %s: %w", name, err)
 	}
 	return nil
