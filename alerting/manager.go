@@ -462,7 +462,6 @@ func toxicRank(a Alarm) int {
 	return 1
 }
 
-// Get returns alarm id, of any state, with its history.
 // Select returns every alarm the Manager holds, of any state (it holds
 // every alarm of its log), for which keep is true, without their
 // histories (Get has each one's). keep runs under the Manager's read
@@ -480,6 +479,7 @@ func (m *Manager) Select(keep func(*Alarm) bool) []Alarm {
 	return out
 }
 
+// Get returns alarm id, of any state, with its history.
 func (m *Manager) Get(id string) (Alarm, bool) {
 	m.mu.RLock()
 	a, ok := m.alarms[id]
