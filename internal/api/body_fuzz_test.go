@@ -23,7 +23,7 @@ import (
 // the request's path and a function that reads what a refused body must
 // leave unchanged; it is called again after an accepted body.
 type bodyRoute struct {
-	pattern string // the mux's: a route not served yet is left out
+	pattern string // the mux's
 	token   string
 	ready   func(e *env, i int) (path string, state func() string)
 }
