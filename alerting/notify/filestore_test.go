@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"hazardwatch/internal/testclock"
 )
 
 // TestDedupRestart: with a FileStore, a notification redelivered after a
@@ -15,7 +17,7 @@ import (
 // message, not the SMS again.
 func TestDedupRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "notify.db")
-	clk := &clock{now: t0}
+	clk := clock{testclock.New(t0)}
 	start := func(sms, hook *fake) (*Dispatcher, *FileStore) {
 		t.Helper()
 		fs, err := OpenFileStore(path)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"hazardwatch/internal/metrictest"
+	"hazardwatch/internal/testclock"
 )
 
 func TestMain(m *testing.M) {
@@ -140,22 +141,7 @@ func results(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 
 // clock is a fake clock whose Sleep moves it instead of waiting: for
 // tests outside a synctest bubble (those with real servers).
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type clock struct{ *testclock.Clock }
 
 func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
 	c.Add(d)

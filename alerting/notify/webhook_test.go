@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"hazardwatch/internal/golden"
+	"hazardwatch/internal/testclock"
 )
 
 // receiver is a webhook receiver on 127.0.0.1 that answers each request
@@ -81,7 +82,7 @@ func (r *receiver) n() int {
 // on a fake clock whose sleeps it records.
 func webhookDispatcher(t *testing.T, url string, b Backoff, timeout time.Duration) (*Dispatcher, *Webhook, *sleeps, func(string, ...string) float64) {
 	t.Helper()
-	clk := &sleeps{clock: clock{now: t0.Add(25 * time.Minute)}}
+	clk := &sleeps{clock: clock{testclock.New(t0.Add(25 * time.Minute))}}
 	hook, err := NewWebhook(WebhookOptions{URL: url, Timeout: timeout, Clock: clk.Now,
 		Header: http.Header{"Authorization": {"Bearer s3cret"}, "X-Park": {"p01"}}})
 	if err != nil {

@@ -14,10 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"hazardwatch/internal/testclock"
 )
 
 // TestMain fails the run when goroutines outlive the tests. The queue starts
@@ -47,26 +48,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fakeClock is an injected clock the tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is an injected clock the tests move by hand.
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC))
 }
 
 func open(t testing.TB, o Options) *Queue {

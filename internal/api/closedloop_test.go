@@ -59,7 +59,7 @@ func TestAlarmKPIs(t *testing.T) {
 		e.raise(id)
 	}
 	e.raise(e.sensorsOf("e02")[0])
-	e.clock.add(time.Minute) // the page's "to" is the API's clock
+	e.clock.Add(time.Minute) // the page's "to" is the API's clock
 	var k alerting.KPIs
 	if code, body := e.do("GET", "/api/v1/reports/alarms", "e01", "", &k); code != http.StatusOK || k.Alarms != 3 || k.Scope != "enterprise" || k.ID != "e01" {
 		t.Fatalf("e01's own: %d %s", code, body)

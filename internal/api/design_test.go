@@ -10,8 +10,8 @@ import (
 // they answer.
 func TestDesignRequests(t *testing.T) {
 	e := newEnv(t, nil)
-	future := e.clock.now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
-	past := e.clock.now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	future := e.clock.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	past := e.clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	sensor := e.sensorsOf("e01")[0]
 	for _, c := range []struct {
 		name, method, path, body string

@@ -28,6 +28,7 @@ import (
 	"hazardwatch/internal/model"
 	"hazardwatch/internal/poll"
 	"hazardwatch/internal/store"
+	"hazardwatch/internal/testclock"
 )
 
 // demo is the demo plant and rules, loaded once.
@@ -122,30 +123,6 @@ func (f *feed) send(t *testing.T, rs ...model.Reading) {
 	}
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is a running API on loopback over a real Manager, history store and
 // token store.
 type env struct {
@@ -160,7 +137,7 @@ type env struct {
 	hist        *store.Store
 	latest      *fakeLatest
 	feed        *feed
-	clock       *clock
+	clock       *testclock.Clock
 	reg         *prometheus.Registry
 	srv         *Server
 	ts          *httptest.Server
@@ -233,7 +210,7 @@ func newEnvWith(t testing.TB, plant *model.Plant, rules []model.SensorRules, tun
 		t: t, plant: plant, rules: rules, design: &designs{}, audit: &audits{},
 		latest: &fakeLatest{r: map[int32]model.Reading{}},
 		feed:   &feed{ch: make(chan []model.Reading)},
-		clock:  &clock{t: time.Now()},
+		clock:  testclock.New(time.Now()),
 		tok:    map[string]string{},
 	}
 	e.log = &memLog{}
@@ -313,7 +290,7 @@ func (e *env) startServer() {
 	e.reg = prometheus.NewRegistry()
 	o := Options{
 		Plant: e.plant, Rules: e.rules, Tokens: e.tokens, Alarms: e.mgr, History: e.hist,
-		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.now,
+		Latest: e.latest, Readings: e.feed, Registry: e.reg, Clock: e.clock.Now,
 		Design: e.design, Audit: e.audit,
 		// The clock stands still unless a test moves it, so a token's
 		// bucket would never refill: the limits are off but where a test

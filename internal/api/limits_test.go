@@ -73,7 +73,7 @@ func TestRateLimit(t *testing.T) {
 		{"a bad token is not rate limited but refused", 0, "wrong", 401, ""},
 	}
 	for _, st := range steps {
-		e.clock.add(st.advance)
+		e.clock.Add(st.advance)
 		code, retry, body := e.call("", "GET", "/api/v1/alarms", st.token, "")
 		if code != st.want || retry != st.wantRetry {
 			t.Errorf("%s: %d Retry-After %q, want %d %q (%s)", st.name, code, retry, st.want, st.wantRetry, body)
@@ -132,7 +132,7 @@ func TestAuthFailureLimit(t *testing.T) {
 		{"failures count afresh", 0, "", "wrong", 401, ""},
 	}
 	for _, st := range steps {
-		e.clock.add(st.advance)
+		e.clock.Add(st.advance)
 		code, retry, body := e.call(st.from, "GET", "/api/v1/alarms", st.token, "")
 		if code != st.want || retry != st.wantRetry {
 			t.Errorf("%s: %d Retry-After %q, want %d %q (%s)", st.name, code, retry, st.want, st.wantRetry, body)

@@ -97,7 +97,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	from := url.QueryEscape(now.Add(-time.Hour).UTC().Format(time.RFC3339))
 	big := `{"comment":"` + strings.Repeat("x", 70<<10) + `"}`
 
-	future := e.clock.now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	future := e.clock.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
 	oos := "/api/v1/sensors/" + e01[3]
 	cases := []struct {
 		method, path, token, body string

@@ -482,7 +482,7 @@ func TestHistory(t *testing.T) {
 		t.Errorf("hourly: %+v", h)
 	}
 	// Default: the hour before the clock, raw.
-	e.clock.set(base.Add(90 * time.Minute))
+	e.clock.Set(base.Add(90 * time.Minute))
 	h.Items = nil
 	e.do("GET", "/api/v1/sensors/"+id+"/history", "e01", "", &h)
 	if len(h.Items) != 60 || h.Items[0].Mean != 30 || h.Step != "0s" {

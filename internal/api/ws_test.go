@@ -64,7 +64,7 @@ func TestWSSnapshotThenEvent(t *testing.T) {
 			t.Errorf("snapshot has %s of %s", a.ID, a.Source.Enterprise)
 		}
 	}
-	e.clock.set(time.Now().Add(2 * time.Second)) // the push "happens" 2 s after the event
+	e.clock.Set(time.Now().Add(2 * time.Second)) // the push "happens" 2 s after the event
 	a := e.raise("e01-V103-LT")
 	f = c.nextAlarm()
 	if f.Seq != 3 || f.Event != "raised" || f.Alarm.ID != a.ID || f.Alarm.State != "unack_active" {
@@ -599,15 +599,15 @@ func TestWSReadings(t *testing.T) {
 	e.feed.send(t, rd(a, 3000, 3), rd(b, 3000, 30)) // a held (the newest kept), b passes
 	check(r.next(), "e01-V102-LT=30")
 	e.feed.send(t) // the hub has finished with the batches before
-	e.clock.add(999 * time.Millisecond)
+	e.clock.Add(999 * time.Millisecond)
 	e.feed.send(t, rd(a, 500, 0.5)) // older than what was sent: never shown
 	e.feed.send(t)
-	e.clock.add(time.Millisecond)
+	e.clock.Add(time.Millisecond)
 	check(r.next(), "e01-V101-LT=3") // flushed by the ticker once the second has passed; never 2
 	e.feed.send(t, rd(a, 4000, 4), rd(b, 4000, 40))
 	check(r.next(), "e01-V102-LT=40") // a was sent a moment ago, b a second ago
 	e.feed.send(t)
-	e.clock.add(time.Second)
+	e.clock.Add(time.Second)
 	check(r.next(), "e01-V101-LT=4")
 
 	// The client that did not ask got no readings: its next frame is the

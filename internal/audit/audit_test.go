@@ -17,38 +17,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"hazardwatch/internal/testclock"
 	"hazardwatch/internal/testlog"
 )
 
-// clock is a settable clock shared by the Logs of a test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(s string) *clock {
+// newClock is a settable clock shared by the Logs of a test, at s
+// (RFC 3339).
+func newClock(s string) *testclock.Clock {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		panic(err)
 	}
-	return &clock{t: t}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return testclock.New(t)
 }
 
 // testOptions puts the folder and the head file apart, as a data directory
 // and the file beside it.
-func testOptions(t *testing.T, c *clock) Options {
+func testOptions(t *testing.T, c *testclock.Clock) Options {
 	t.Helper()
 	root := t.TempDir()
 	return Options{
