@@ -227,18 +227,7 @@ func newEnvWith(t testing.TB, plant *model.Plant, rules []model.SensorRules, tun
 		t.Fatal(err)
 	}
 	now := time.Now()
-	mk := func(name string, role auth.Role, scope string, ttl time.Duration, at time.Time) auth.Token {
-		sc, err := auth.ParseScope(scope)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, tok, err := e.tokens.Create(name, role, sc, ttl, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.tok[name] = plain
-		return tok
-	}
+	mk := e.mkToken
 	mk("e01", auth.Operator, "enterprise:e01", 0, now)
 	mk("p01", auth.Operator, "park:p01", 0, now)
 	mk("c01", auth.Officer, "county:c01", 0, now)
@@ -314,6 +303,22 @@ func (e *env) startServer() {
 		ts.Close()
 	})
 	waitFor(t, "the hub to subscribe", func() bool { return e.srv.hub.ready(context.Background()) == nil })
+}
+
+// mkToken creates a token named name of role in scope, valid for ttl
+// (0: for ever) from at, and keeps it plain in e.tok.
+func (e *env) mkToken(name string, role auth.Role, scope string, ttl time.Duration, at time.Time) auth.Token {
+	e.t.Helper()
+	sc, err := auth.ParseScope(scope)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	plain, tok, err := e.tokens.Create(name, role, sc, ttl, at)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.tok[name] = plain
+	return tok
 }
 
 // waitFor polls cond until it holds or 10 s pass.

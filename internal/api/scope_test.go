@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"hazardwatch/alerting"
 	"hazardwatch/internal/auth"
 	"hazardwatch/internal/model"
@@ -78,7 +76,7 @@ func fourEnterprises(p *model.Plant, rules []model.SensorRules) (*model.Plant, [
 func TestScopeTable(t *testing.T) {
 	plant, rules := fourEnterprises(demo.Plant, demo.Rules)
 	e := newEnvWith(t, plant, rules, nil)
-	e.mk("p01-officer", "officer", "park:p01")
+	e.mkToken("p01-officer", auth.Officer, "park:p01", 0, time.Now())
 
 	objects := []struct{ rel, ent string }{{"own", "e01"}, {"sibling", "e02"}, {"other park", "e03"}, {"other county", "e04"}}
 	// What each caller sees, by relation to e01.
@@ -232,27 +230,16 @@ func TestScopeTable(t *testing.T) {
 					}
 				}
 			}
-			conn := e.dialWS(c.name)
-			defer conn.Close()
-			if err := conn.WriteJSON(map[string]any{"type": "subscribe"}); err != nil {
-				t.Fatal(err)
+			snap := e.dial(c.name, map[string]any{"type": "subscribe"}).next()
+			if snap.Type != "snapshot" {
+				t.Fatalf("first frame %s, want the snapshot", snap.Raw)
 			}
-			var snap struct {
-				Type   string           `json:"type"`
-				Alarms []alerting.Alarm `json:"alarms"`
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if err := conn.ReadJSON(&snap); err != nil || snap.Type != "snapshot" {
-				t.Fatalf("snapshot: %v %s", err, snap.Type)
-			}
-			n := 0
 			for _, a := range snap.Alarms {
 				if !seen[a.Source.Enterprise] {
 					t.Errorf("snapshot: alarm %s of %s, outside the scope", a.ID, a.Source.Enterprise)
 				}
-				n++
 			}
-			if n == 0 {
+			if len(snap.Alarms) == 0 {
 				t.Error("an empty snapshot")
 			}
 		})
@@ -263,29 +250,4 @@ func equalDesign(a, b model.Design) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
-}
-
-// mk adds a valid token for name.
-func (e *env) mk(name, role, scope string) {
-	e.t.Helper()
-	sc, err := auth.ParseScope(scope)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	plain, _, err := e.tokens.Create(name, auth.Role(role), sc, 0, time.Now())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.tok[name] = plain
-}
-
-// dialWS opens the WebSocket as token name.
-func (e *env) dialWS(name string) *websocket.Conn {
-	e.t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + e.tok[name]}}
-	conn, res, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.ts.URL, "http")+"/api/v1/ws", h)
-	if err != nil {
-		e.t.Fatalf("dial as %s: %v (%v)", name, err, res)
-	}
-	return conn
 }
