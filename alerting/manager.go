@@ -135,8 +135,9 @@ type actReq struct {
 
 type subscriber struct{ ch chan Event }
 
-// maxComment bounds an operator's comment: an event must fit the log.
-const maxComment = 4000
+// MaxText bounds a user, reason, comment, cause or action of an event: an
+// event must fit the log. The API holds the admin's reasons to it too.
+const MaxText = 4000
 
 // New checks the options and builds a Manager; Run starts it.
 func New(o Options) (*Manager, error) {
@@ -394,8 +395,8 @@ func (m *Manager) Feedback(ctx context.Context, id, user, cause, action string) 
 // act hands an action to the Run goroutine and waits for its answer.
 func (m *Manager) act(ctx context.Context, id string, ev Event) error {
 	for _, f := range []string{ev.Comment, ev.Reason, ev.User, ev.Cause, ev.Action} {
-		if len(f) > maxComment {
-			return fmt.Errorf("%w: a user, reason, comment, cause and action of at most %d bytes each", ErrInvalid, maxComment)
+		if len(f) > MaxText {
+			return fmt.Errorf("%w: a user, reason, comment, cause and action of at most %d bytes each", ErrInvalid, MaxText)
 		}
 	}
 	r := actReq{ctx: ctx, id: id, ev: ev, reply: make(chan error, 1)}

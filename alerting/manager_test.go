@@ -378,7 +378,7 @@ func TestManagerAckErrors(t *testing.T) {
 		if err := m.Ack(ctx, id, "", ""); !errors.Is(err, ErrInvalid) {
 			t.Errorf("no user: %v", err)
 		}
-		if err := m.Ack(ctx, id, "张伟", strings.Repeat("很", maxComment)); !errors.Is(err, ErrInvalid) {
+		if err := m.Ack(ctx, id, "张伟", strings.Repeat("很", MaxText)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("huge comment: %v", err)
 		}
 		if err := m.Ack(ctx, id, "张伟", ""); err != nil {

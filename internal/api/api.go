@@ -530,5 +530,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // timeMS formats a Unix-millisecond time as SPEC §3's RFC 3339 with
 // milliseconds, in UTC.
 func timeMS(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return time.UnixMilli(ms).UTC().Format(timeLayout)
 }
+
+// timeLayout is every time the API answers: RFC 3339 with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"

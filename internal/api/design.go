@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -22,9 +23,6 @@ type Design interface {
 	// returns once the new Design is durable and in force.
 	UpdateDesign(ctx context.Context, user string, change func(*model.Design) error) (before, after model.Design, err error)
 }
-
-// maxReason bounds a reason or comment, as the alarm Manager does.
-const maxReason = 4000
 
 // errConflict is a change the object's state does not allow (409).
 var errConflict = errors.New("conflict")
@@ -59,11 +57,13 @@ type serviceJSON struct {
 	Reason string `json:"reason"`
 }
 
+// rfc3339 is timeMS for a time.Time, "" for the zero time (an absent
+// end).
 func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return t.UTC().Format(timeLayout)
 }
 
 func (s *Server) design() model.Design {
@@ -168,8 +168,8 @@ func reasonOK(field, v string, required bool) error {
 	switch {
 	case required && strings.TrimSpace(v) == "":
 		return errors.New(field + ": required")
-	case len(v) > maxReason:
-		return errors.New(field + ": at most 4000 bytes")
+	case len(v) > alerting.MaxText:
+		return fmt.Errorf("%s: at most %d bytes", field, alerting.MaxText)
 	}
 	return nil
 }
