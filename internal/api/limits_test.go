@@ -51,37 +51,22 @@ func (e *env) limited(limit string) float64 {
 // and other tokens are unaffected.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Limits = Limits{Rate: 2, Burst: 3, AuthFailures: -1} })
-	steps := []struct {
-		name      string
-		advance   time.Duration
-		token     string
-		want      int
-		wantRetry string
-	}{
-		{"burst 1", 0, "e01", 200, ""},
-		{"burst 2", 0, "e01", 200, ""},
-		{"burst 3", 0, "e01", 200, ""},
-		{"bucket empty", 0, "e01", 429, "1"},
-		{"still empty", 0, "e01", 429, "1"},
-		{"another token has its own", 0, "p01", 200, ""},
-		{"half a second refills one", 500 * time.Millisecond, "e01", 200, ""},
-		{"and only one", 0, "e01", 429, "1"},
-		{"ten seconds refill the burst, not more", 10 * time.Second, "e01", 200, ""},
-		{"2", 0, "e01", 200, ""},
-		{"3", 0, "e01", 200, ""},
-		{"4th", 0, "e01", 429, "1"},
-		{"a bad token is not rate limited but refused", 0, "wrong", 401, ""},
+	steps := []limitStep{
+		{"burst 1", 0, "", "e01", 200, ""},
+		{"burst 2", 0, "", "e01", 200, ""},
+		{"burst 3", 0, "", "e01", 200, ""},
+		{"bucket empty", 0, "", "e01", 429, "1"},
+		{"still empty", 0, "", "e01", 429, "1"},
+		{"another token has its own", 0, "", "p01", 200, ""},
+		{"half a second refills one", 500 * time.Millisecond, "", "e01", 200, ""},
+		{"and only one", 0, "", "e01", 429, "1"},
+		{"ten seconds refill the burst, not more", 10 * time.Second, "", "e01", 200, ""},
+		{"2", 0, "", "e01", 200, ""},
+		{"3", 0, "", "e01", 200, ""},
+		{"4th", 0, "", "e01", 429, "1"},
+		{"a bad token is not rate limited but refused", 0, "", "wrong", 401, ""},
 	}
-	for _, st := range steps {
-		e.clock.Add(st.advance)
-		code, retry, body := e.call("", "GET", "/api/v1/alarms", st.token, "")
-		if code != st.want || retry != st.wantRetry {
-			t.Errorf("%s: %d Retry-After %q, want %d %q (%s)", st.name, code, retry, st.want, st.wantRetry, body)
-		}
-		if code == 429 && !strings.Contains(body, "请求过于频繁 / too many requests") {
-			t.Errorf("%s: body %s", st.name, body)
-		}
-	}
+	e.runSteps(t, steps)
 	if n := e.limited(limitRate); n != 4 {
 		t.Errorf("hw_api_limited_total{limit=rate} = %v, want 4", n)
 	}
@@ -102,14 +87,7 @@ func TestAuthFailureLimit(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
 		o.Limits = Limits{Rate: -1, AuthFailures: 3, AuthWindow: time.Minute}
 	})
-	steps := []struct {
-		name      string
-		advance   time.Duration
-		from      string
-		token     string
-		want      int
-		wantRetry string
-	}{
+	steps := []limitStep{
 		{"missing does not count", 0, "", "missing", 401, ""},
 		{"missing does not count", 0, "", "missing", 401, ""},
 		{"missing does not count", 0, "", "missing", 401, ""},
@@ -131,13 +109,7 @@ func TestAuthFailureLimit(t *testing.T) {
 		{"the window has passed", time.Second, "", "e01", 200, ""},
 		{"failures count afresh", 0, "", "wrong", 401, ""},
 	}
-	for _, st := range steps {
-		e.clock.Add(st.advance)
-		code, retry, body := e.call(st.from, "GET", "/api/v1/alarms", st.token, "")
-		if code != st.want || retry != st.wantRetry {
-			t.Errorf("%s: %d Retry-After %q, want %d %q (%s)", st.name, code, retry, st.want, st.wantRetry, body)
-		}
-	}
+	e.runSteps(t, steps)
 	for _, c := range []struct {
 		series string
 		value  float64
@@ -267,6 +239,32 @@ func TestLimitKey(t *testing.T) {
 	} {
 		if got := limitKey(tt.remote); got != tt.want {
 			t.Errorf("limitKey(%q) = %q, want %q", tt.remote, got, tt.want)
+		}
+	}
+}
+
+// limitStep is one request of a limits timeline: after moving the clock
+// by advance, token's GET /api/v1/alarms from address from ("" the
+// default) answers want with Retry-After wantRetry.
+type limitStep struct {
+	name      string
+	advance   time.Duration
+	from      string
+	token     string
+	want      int
+	wantRetry string
+}
+
+func (e *env) runSteps(t *testing.T, steps []limitStep) {
+	t.Helper()
+	for _, st := range steps {
+		e.clock.Add(st.advance)
+		code, retry, body := e.call(st.from, "GET", "/api/v1/alarms", st.token, "")
+		if code != st.want || retry != st.wantRetry {
+			t.Errorf("%s: %d Retry-After %q, want %d %q (%s)", st.name, code, retry, st.want, st.wantRetry, body)
+		}
+		if code == 429 && !strings.Contains(body, "请求过于频繁 / too many requests") {
+			t.Errorf("%s: body %s", st.name, body)
 		}
 	}
 }
