@@ -24,8 +24,11 @@ type Design interface {
 	UpdateDesign(ctx context.Context, user string, change func(*model.Design) error) (before, after model.Design, err error)
 }
 
-// errConflict is a change the object's state does not allow (409).
-var errConflict = errors.New("conflict")
+// conflict is a change the object's state does not allow (409), its text
+// the answer's.
+type conflict string
+
+func (c conflict) Error() string { return string(c) }
 
 // statusJSON is an enterprise's status as GET and PUT
 // /enterprises/{id}/status answer it.
@@ -275,9 +278,9 @@ func (s *Server) service(w http.ResponseWriter, r *http.Request, tok auth.Token,
 		_, isOut := d.OutOfServiceAt(id, now)
 		switch {
 		case out && isOut:
-			return errors.Join(errConflict, errors.New("传感器已停用 / the sensor is out of service already"))
+			return conflict("传感器已停用 / the sensor is out of service already")
 		case !out && !isOut:
-			return errors.Join(errConflict, errors.New("传感器未停用 / the sensor is not out of service"))
+			return conflict("传感器未停用 / the sensor is not out of service")
 		case out:
 			if d.OutOfService == nil {
 				d.OutOfService = map[string]model.ServiceHold{}
@@ -319,7 +322,7 @@ func (s *Server) adminOnly(w http.ResponseWriter, tok auth.Token, zh, en string)
 }
 
 // updateDesign runs change through the centre and answers the errors:
-// 409 for errConflict, 503 without a Design or when it did not answer.
+// 409 for a conflict, 503 without a Design or when it did not answer.
 func (s *Server) updateDesign(w http.ResponseWriter, r *http.Request, user string, change func(*model.Design) error) (before, after model.Design, ok bool) {
 	if s.o.Design == nil {
 		writeError(w, http.StatusServiceUnavailable, "此服务未提供设计状态 / not available on this server")
@@ -328,15 +331,12 @@ func (s *Server) updateDesign(w http.ResponseWriter, r *http.Request, user strin
 	ctx, cancel := context.WithTimeout(r.Context(), ackTimeout)
 	defer cancel()
 	before, after, err := s.o.Design.UpdateDesign(ctx, user, change)
+	var c conflict
 	switch {
 	case err == nil:
 		return before, after, true
-	case errors.Is(err, errConflict):
-		msg := err.Error()
-		if _, m, ok := strings.Cut(msg, "\n"); ok {
-			msg = m
-		}
-		writeError(w, http.StatusConflict, msg)
+	case errors.As(err, &c):
+		writeError(w, http.StatusConflict, string(c))
 	case errors.Is(err, alerting.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "请求无效 / invalid request: "+err.Error())
 	case errors.Is(err, context.Canceled):
