@@ -158,22 +158,20 @@ func (c *Centre) swap(ctx context.Context, rs []model.SensorRules, gateways []mo
 // status period of the Design, until ctx ends. (The alarms keep their own
 // timers for suppressions and instruments out of service.)
 func (c *Centre) runDesignTimer(ctx context.Context) error {
+	// Go 1.23 timers: Reset and Stop leave no stale tick to drain.
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		c.designMu.Lock()
 		now := c.o.Clock()
-		var next time.Time
-		for _, e := range c.design.Ends(now) {
-			if next.IsZero() || e.Before(next) {
-				next = e
-			}
-		}
+		ends := c.design.Ends(now)
 		c.designMu.Unlock()
 		var due <-chan time.Time
-		if !next.IsZero() {
-			t.Reset(next.Sub(now) + 10*time.Millisecond)
+		if len(ends) > 0 {
+			t.Reset(slices.MinFunc(ends, time.Time.Compare).Sub(now) + 10*time.Millisecond)
 			due = t.C
+		} else {
+			t.Stop()
 		}
 		select {
 		case <-ctx.Done():
@@ -185,12 +183,6 @@ func (c *Centre) runDesignTimer(ctx context.Context) error {
 			c.designMu.Unlock()
 			if err != nil && ctx.Err() == nil {
 				c.log.Error("stop-order rules not applied at the end of a status period", "err", err)
-			}
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
 			}
 		}
 	}
