@@ -23,6 +23,7 @@ import (
 	"hazardwatch/internal/config"
 	"hazardwatch/internal/golden"
 	"hazardwatch/internal/model"
+	"hazardwatch/internal/testclock"
 )
 
 // TestMain fails the run when goroutines outlive the tests: every
@@ -106,28 +107,17 @@ func loadDemo(t testing.TB) (*config.Config, *sim.Scenario) {
 
 // fakeClock is the injected clock: tests move it, values follow exactly.
 type fakeClock struct {
-	mu    sync.Mutex
+	*testclock.Clock
 	epoch time.Time
-	now   time.Time
 }
 
 func newFakeClock() *fakeClock {
 	t0 := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
-	return &fakeClock{epoch: t0, now: t0}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
+	return &fakeClock{testclock.New(t0), t0}
 }
 
 // At sets the clock to offset after the simulator's epoch (its creation).
-func (c *fakeClock) At(offset time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.epoch.Add(offset)
-}
+func (c *fakeClock) At(offset time.Duration) { c.Set(c.epoch.Add(offset)) }
 
 // startDemo runs the demo plant with every device on a free loopback port.
 func startDemo(t *testing.T, clock *fakeClock) (*sim.Simulator, *config.Config) {
